@@ -1,0 +1,3 @@
+from deepmmsearch.cli import main
+
+main()

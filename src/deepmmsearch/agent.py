@@ -1,0 +1,238 @@
+"""The agent loop: question -> (policy turn, tool call)* -> answer, recorded as a trajectory.
+
+Many episodes run at once on one event loop: their generation requests are gathered into batches for the
+policy, and their tool calls overlap. The loop, not the model, enforces the rules of the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from deepmmsearch.errors import ContextLimitError, InputError, PolicyError
+from deepmmsearch.images import load_image
+from deepmmsearch.policies.base import Conversation, Generation, Policy
+from deepmmsearch.protocol import (
+    ActionKind,
+    EpisodeState,
+    FormatError,
+    Rules,
+    StopReason,
+    clean_text,
+    first_turn_prompt,
+    parse,
+    render_error_feedback,
+    render_observation,
+    rule_violation,
+    system_prompt,
+)
+from deepmmsearch.records import Message, Question, Trajectory
+from deepmmsearch.tools.toolbox import Toolbox
+
+
+@dataclass
+class AgentConfig:
+    rules: Rules = field(default_factory=Rules)
+    policy_timeout_s: float = field(default=300.0, metadata={"help": "per generation request"})
+    episode_timeout_s: float = field(default=1800.0, metadata={"help": "per episode, all turns included"})
+    max_concurrent_episodes: int = field(default=64, metadata={"help": "episodes in flight at once"})
+    batch_window_s: float = field(
+        default=0.005, metadata={"help": "how long a generation request waits for others to share its batch"}
+    )
+
+
+class GenerationBatcher:
+    """Gathers generation requests of concurrent episodes into batches of up to ``policy.max_batch_size``.
+
+    A request waits at most ``window_s`` for company, so a lone episode is never held back for long.
+    """
+
+    def __init__(self, policy: Policy, window_s: float) -> None:
+        self.policy = policy
+        self.window_s = window_s
+        self._pending: list[tuple[Conversation, asyncio.Future[Generation]]] = []
+        self._flusher: asyncio.Task | None = None
+        self._batches: set[asyncio.Task] = set()
+
+    async def generate(self, conversation: Conversation) -> Generation:
+        future: asyncio.Future[Generation] = asyncio.get_running_loop().create_future()
+        self._pending.append((conversation, future))
+        if len(self._pending) >= self.policy.max_batch_size:
+            self._flush()
+        elif self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_later())
+        return await future
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.window_s)
+        self._flusher = None
+        self._flush()
+
+    def _flush(self) -> None:
+        while self._pending:
+            batch = self._pending[: self.policy.max_batch_size]
+            del self._pending[: len(batch)]
+            task = asyncio.create_task(self._run(batch))
+            self._batches.add(task)  # keep a reference until done, or the task may be collected mid-run
+            task.add_done_callback(self._batches.discard)
+
+    async def _run(self, batch: list[tuple[Conversation, asyncio.Future[Generation]]]) -> None:
+        live = [(c, f) for c, f in batch if not f.done()]  # an episode that timed out no longer waits
+        if not live:
+            return
+        try:
+            generations = await self.policy.generate([c for c, _ in live])
+            if len(generations) != len(live):
+                raise RuntimeError(f"{self.policy.name} returned {len(generations)} replies for {len(live)}")
+        except BaseException as e:  # every waiting episode must hear of the failure, whatever it is
+            for _, future in live:
+                if not future.done():
+                    future.set_exception(e)
+            if not isinstance(e, Exception):
+                raise
+            return
+        for (_, future), generation in zip(live, generations, strict=True):
+            if not future.done():
+                future.set_result(generation)
+
+
+class Agent:
+    """Runs episodes of a policy with a toolbox under the protocol's rules."""
+
+    def __init__(self, policy: Policy, toolbox: Toolbox, config: AgentConfig | None = None) -> None:
+        self.policy = policy
+        self.toolbox = toolbox
+        self.config = config or AgentConfig()
+
+    async def run(self, question: Question, image: Image.Image | None = None) -> Trajectory:
+        """Run one episode. ``image`` may be given already loaded; otherwise ``question.image`` is loaded."""
+        return (await self.run_many([question], images=[image]))[0]
+
+    async def run_many(
+        self,
+        questions: Sequence[Question],
+        images: Sequence[Image.Image | None] | None = None,
+        on_done: Callable[[Trajectory], None] | None = None,
+    ) -> list[Trajectory]:
+        """Run many episodes concurrently; ``on_done`` sees each trajectory as soon as it ends."""
+        batcher = GenerationBatcher(self.policy, self.config.batch_window_s)
+        limit = asyncio.Semaphore(self.config.max_concurrent_episodes)
+        images = list(images) if images is not None else [None] * len(questions)
+
+        async def one(index: int, question: Question) -> Trajectory:
+            async with limit:
+                image = images[index]
+                try:
+                    if image is None:
+                        image = await asyncio.to_thread(load_image, question.image)
+                except InputError as e:
+                    trajectory = Trajectory(question, self.policy.name, stop_reason=StopReason.INPUT_ERROR.value)
+                    trajectory.error = str(e)
+                else:
+                    trajectory = await self._episode(question, image, batcher, f"{question.id}#{index}")
+            if on_done is not None:
+                on_done(trajectory)
+            return trajectory
+
+        return list(await asyncio.gather(*(one(i, q) for i, q in enumerate(questions))))
+
+    async def _episode(
+        self, question: Question, image: Image.Image, batcher: GenerationBatcher, episode_id: str
+    ) -> Trajectory:
+        trajectory = Trajectory(question=question, model=self.policy.name)
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.config.episode_timeout_s):
+                await self._turns(trajectory, image, batcher, episode_id)
+        except TimeoutError:
+            trajectory.stop_reason = StopReason.TIMEOUT.value
+            trajectory.error = f"the episode ran past {self.config.episode_timeout_s:g} s"
+        finally:
+            self.policy.end_episode(episode_id)
+        trajectory.timings["total_s"] = time.perf_counter() - start
+        return trajectory
+
+    async def _turns(
+        self, trajectory: Trajectory, image: Image.Image, batcher: GenerationBatcher, episode_id: str
+    ) -> None:
+        rules = self.config.rules
+        state = EpisodeState()
+        question = trajectory.question
+        messages = trajectory.messages
+        messages.append(Message("system", system_prompt()))
+        messages.append(Message("user", first_turn_prompt(question.question, state, rules), image=question.image))
+        timings = trajectory.timings
+        timings.update(policy_s=0.0, tools_s=0.0)
+        tokens = trajectory.tokens
+        tokens.update(prompt=0, completion=0)
+        consecutive_errors = 0
+
+        def stop(reason: StopReason, error: str | None = None) -> None:
+            trajectory.stop_reason = reason.value
+            trajectory.error = error
+
+        while True:
+            if trajectory.turns >= rules.max_turns:
+                return stop(StopReason.MAX_TURNS)
+            t0 = time.perf_counter()
+            try:
+                async with asyncio.timeout(self.config.policy_timeout_s):
+                    generation = await batcher.generate(Conversation(episode_id, list(messages), image))
+            except TimeoutError:
+                return stop(StopReason.POLICY_ERROR, f"no reply within {self.config.policy_timeout_s:g} s")
+            except ContextLimitError as e:
+                return stop(StopReason.CONTEXT_LIMIT, str(e))
+            except PolicyError as e:
+                return stop(StopReason.POLICY_ERROR, str(e))
+            latency = time.perf_counter() - t0
+            timings["policy_s"] += latency
+            trajectory.turns += 1
+            tokens["prompt"] += generation.prompt_tokens or 0
+            tokens["completion"] += generation.completion_tokens or 0
+            text = clean_text(generation.text)
+            parsed = parse(text, rules)
+            violation = rule_violation(parsed, state, rules) if not isinstance(parsed, FormatError) else None
+            reply = Message(
+                "assistant",
+                text,
+                action=None if isinstance(parsed, FormatError) else parsed,
+                error=parsed.message if isinstance(parsed, FormatError) else violation,
+                latency_s=latency,
+                prompt_tokens=generation.prompt_tokens,
+                completion_tokens=generation.completion_tokens,
+                token_ids=generation.token_ids,
+                logprobs=generation.logprobs,
+                finish_reason=generation.finish_reason,
+            )
+            messages.append(reply)
+
+            if isinstance(parsed, FormatError) or violation is not None:
+                if isinstance(parsed, FormatError):
+                    trajectory.format_errors += 1
+                else:
+                    if parsed.kind.is_tool and state.tool_calls >= rules.max_tool_calls:
+                        return stop(StopReason.TOOL_BUDGET, violation)
+                    trajectory.rule_errors += 1
+                consecutive_errors += 1
+                if consecutive_errors >= rules.max_consecutive_errors:
+                    return stop(StopReason.FORMAT_ERROR, reply.error)
+                messages.append(Message("user", render_error_feedback(reply.error or "", state, rules)))
+                continue
+            consecutive_errors = 0
+
+            action = parsed
+            if action.kind is ActionKind.ANSWER:
+                trajectory.answer = action.query
+                return stop(StopReason.ANSWER)
+
+            result = await self.toolbox.run(action, question.question, image, question.image)
+            timings["tools_s"] += result.latency_s
+            state.record(action.kind)
+            trajectory.tool_calls[action.kind.value] = trajectory.tool_calls.get(action.kind.value, 0) + 1
+            cache_key = "hits" if result.cached else "misses"
+            trajectory.cache[cache_key] = trajectory.cache.get(cache_key, 0) + 1
+            messages.append(Message("user", render_observation(result.observation, state, rules), tool=result))

@@ -1,0 +1,86 @@
+"""The ``dmms`` app, the entry point and the flags and helpers its commands share."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from deepmmsearch.errors import DmmsError
+
+app = typer.Typer(
+    name="dmms",
+    help="Multimodal search agents in the style of DeepMMSearch-R1: ask, search, build data, train, evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from deepmmsearch import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Multimodal search agents in the style of DeepMMSearch-R1."""
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        app()
+    except DmmsError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(1)
+
+
+def stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def user_errors(command: Callable) -> Callable:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except DmmsError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------------------------------- shared flags
+
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="Model SPEC: openai:MODEL\\[@BASE_URL] or script:FILE.")
+]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML run config (flags override it).")]
+TextSearchOpt = Annotated[str | None, typer.Option("--text-search", help="Text search backend.")]
+ImageSearchOpt = Annotated[str | None, typer.Option("--image-search", help="Image search backend.")]
+GrounderOpt = Annotated[str | None, typer.Option("--grounder", help="Grounding backend for crop search.")]
+KbOpt = Annotated[Path | None, typer.Option("--kb", help="Knowledge-base folder for local search backends.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON records instead of text.")]
+
+
+def run_config_from(config: Path | None, **overrides: Any) -> Any:
+    from deepmmsearch.config import load_config
+    from deepmmsearch.runner import RunConfig
+
+    return load_config(RunConfig, config, {k: (str(v) if isinstance(v, Path) else v) for k, v in overrides.items()})

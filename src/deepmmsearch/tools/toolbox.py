@@ -1,0 +1,87 @@
+"""The toolbox carries out tool actions: it runs the backends under a timeout and turns every failure
+into an observation the model can read, so that one broken call never crashes a batch of episodes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from deepmmsearch.errors import ToolError
+from deepmmsearch.protocol import Action, ActionKind
+from deepmmsearch.records import ToolResult
+from deepmmsearch.tools.base import Grounder, ImageSearchBackend, Summarizer, TextSearchBackend
+from deepmmsearch.tools.memory import ListSummarizer
+
+
+@dataclass
+class ToolboxConfig:
+    k: int = field(default=5, metadata={"help": "hits per search handed to the summarizer"})
+    timeout_s: float = field(default=30.0, metadata={"help": "per tool call, summarizing included"})
+
+
+class Toolbox:
+    """Text search, image search and grounding, behind the three actions of the protocol."""
+
+    def __init__(
+        self,
+        text_search: TextSearchBackend,
+        image_search: ImageSearchBackend,
+        grounder: Grounder,
+        summarizer: Summarizer | None = None,
+        config: ToolboxConfig | None = None,
+    ) -> None:
+        self.text_search = text_search
+        self.image_search = image_search
+        self.grounder = grounder
+        self.summarizer = summarizer or ListSummarizer()
+        self.config = config or ToolboxConfig()
+
+    async def run(self, action: Action, question: str, image: Image.Image, image_ref: str | None) -> ToolResult:
+        """Carry out one tool action. Never raises for a tool failure: the result's observation says it."""
+        if not action.kind.is_tool:
+            raise ValueError(f"{action.kind} is not a tool action")
+        backend = self.text_search.name if action.kind is ActionKind.TEXT_SEARCH else self.image_search.name
+        result = ToolResult(tool=action.kind.value, query=action.query, backend=backend, observation="")
+        label = "text search" if action.kind is ActionKind.TEXT_SEARCH else "image search"
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.config.timeout_s):
+                await self._dispatch(action, question, image, image_ref, result)
+        except TimeoutError:
+            result.error = f"timed out after {self.config.timeout_s:g} s"
+            result.observation = f"{label} failed: {result.error}"
+        except ToolError as e:
+            result.error = str(e)
+            result.observation = f"{label} failed: {e}"
+        result.latency_s = time.perf_counter() - start
+        return result
+
+    async def _dispatch(
+        self, action: Action, question: str, image: Image.Image, image_ref: str | None, result: ToolResult
+    ) -> None:
+        k = self.config.k
+        if action.kind is ActionKind.TEXT_SEARCH:
+            hits = await self.text_search.search(action.query, k)
+            result.sources = [h.to_source() for h in hits]
+            result.observation = (
+                await self.summarizer.summarize_text(question, action.query, hits)
+                if hits
+                else f"No results for {action.query!r}."
+            )
+            return
+        note = ""
+        if action.kind is ActionKind.CROP_SEARCH:
+            box = await self.grounder.ground(image, action.query)
+            box = box.clip(*image.size) if box else None
+            if box is None:
+                note = f"Could not find {action.query!r} in the image; searched with the whole image instead.\n"
+            else:
+                result.box = box.as_list()
+                image, image_ref = image.crop(tuple(result.box)), None
+        hits = await self.image_search.search(image, k, image_ref)
+        result.sources = [h.to_source() for h in hits]
+        summary = await self.summarizer.summarize_images(question, hits) if hits else "No similar images found."
+        result.observation = note + summary
