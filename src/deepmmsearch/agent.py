@@ -45,6 +45,21 @@ class AgentConfig:
     )
 
 
+MessageHook = Callable[[Trajectory, Message], None]
+
+
+class _ObservedList(list):
+    """A message list that reports each appended message; the loop only ever appends."""
+
+    def __init__(self, hook: Callable[[Message], None]) -> None:
+        super().__init__()
+        self._hook = hook
+
+    def append(self, message: Message) -> None:
+        super().append(message)
+        self._hook(message)
+
+
 class GenerationBatcher:
     """Gathers generation requests of concurrent episodes into batches of up to ``policy.max_batch_size``.
 
@@ -108,17 +123,21 @@ class Agent:
         self.toolbox = toolbox
         self.config = config or AgentConfig()
 
-    async def run(self, question: Question, image: Image.Image | None = None) -> Trajectory:
+    async def run(
+        self, question: Question, image: Image.Image | None = None, on_message: MessageHook | None = None
+    ) -> Trajectory:
         """Run one episode. ``image`` may be given already loaded; otherwise ``question.image`` is loaded."""
-        return (await self.run_many([question], images=[image]))[0]
+        return (await self.run_many([question], images=[image], on_message=on_message))[0]
 
     async def run_many(
         self,
         questions: Sequence[Question],
         images: Sequence[Image.Image | None] | None = None,
         on_done: Callable[[Trajectory], None] | None = None,
+        on_message: MessageHook | None = None,
     ) -> list[Trajectory]:
-        """Run many episodes concurrently; ``on_done`` sees each trajectory as soon as it ends."""
+        """Run many episodes concurrently; ``on_done`` sees each trajectory as soon as it ends, and
+        ``on_message`` each message as soon as it is added (for streaming)."""
         batcher = GenerationBatcher(self.policy, self.config.batch_window_s)
         limit = asyncio.Semaphore(self.config.max_concurrent_episodes)
         images = list(images) if images is not None else [None] * len(questions)
@@ -133,7 +152,7 @@ class Agent:
                     trajectory = Trajectory(question, self.policy.name, stop_reason=StopReason.INPUT_ERROR.value)
                     trajectory.error = str(e)
                 else:
-                    trajectory = await self._episode(question, image, batcher, f"{question.id}#{index}")
+                    trajectory = await self._episode(question, image, batcher, f"{question.id}#{index}", on_message)
             if on_done is not None:
                 on_done(trajectory)
             return trajectory
@@ -141,9 +160,16 @@ class Agent:
         return list(await asyncio.gather(*(one(i, q) for i, q in enumerate(questions))))
 
     async def _episode(
-        self, question: Question, image: Image.Image, batcher: GenerationBatcher, episode_id: str
+        self,
+        question: Question,
+        image: Image.Image,
+        batcher: GenerationBatcher,
+        episode_id: str,
+        on_message: MessageHook | None,
     ) -> Trajectory:
         trajectory = Trajectory(question=question, model=self.policy.name)
+        if on_message is not None:
+            trajectory.messages = _ObservedList(lambda m: on_message(trajectory, m))
         start = time.perf_counter()
         try:
             async with asyncio.timeout(self.config.episode_timeout_s):
