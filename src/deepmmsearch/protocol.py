@@ -129,7 +129,7 @@ _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 def clean_text(text: str) -> str:
     """Make any model or tool text safe to store and tokenize: no control bytes, no lone surrogates."""
-    text = text.encode("utf-8", "replace").decode("utf-8")
+    text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")  # lone surrogates -> U+FFFD
     return _CONTROL_RE.sub("", text)
 
 
@@ -192,12 +192,12 @@ def parse(text: str, rules: Rules | None = None) -> Action | FormatError:
     if len(reasons) > 1:
         return FormatError("more than one <reason> block; write one, before the action")
     name, inner, start, end = actions[0]
+    if reasons and reasons[0][2] > start:
+        return FormatError("<reason> must come before the action")
     if text[end:].strip():
         return FormatError(f"text after </{name}>; the action must end the reply")
     reason = ""
     if reasons:
-        if reasons[0][2] > start:
-            return FormatError("<reason> must come before the action")
         reason = reasons[0][1].strip()
         if not reason:
             return FormatError("<reason> is empty")

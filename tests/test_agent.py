@@ -1,0 +1,196 @@
+import asyncio
+import json
+
+import pytest
+from PIL import Image
+
+from deepmmsearch.agent import Agent, AgentConfig
+from deepmmsearch.errors import ContextLimitError, ToolError
+from deepmmsearch.policies.base import Generation, Policy
+from deepmmsearch.policies.scripted import ScriptedPolicy
+from deepmmsearch.protocol import Rules, StopReason
+from deepmmsearch.records import Question, Trajectory
+from deepmmsearch.tools import Box, Toolbox, ToolboxConfig, ToolsConfig, build_toolbox
+from deepmmsearch.tools.base import TextSearchBackend
+from deepmmsearch.tools.memory import MemoryGrounder
+
+IMG = "<reason>r</reason><img_search><img></img_search>"
+CROP = "<reason>r</reason><img_search>the tower</img_search>"
+
+
+def text(q):
+    return f"<reason>r</reason><text_search>{q}</text_search>"
+
+
+def answer(a):
+    return f"<reason>r</reason><answer>{a}</answer>"
+
+
+@pytest.fixture
+def toolbox(example_kb):
+    return build_toolbox(ToolsConfig(kb=str(example_kb)))
+
+
+@pytest.fixture
+def question(example_image):
+    return Question(id="q1", image=str(example_image), question="How tall is this lighthouse?", answers=["38 m"])
+
+
+def run(policy, toolbox, question, **rules):
+    agent = Agent(policy, toolbox, AgentConfig(rules=Rules(**rules)))
+    return asyncio.run(agent.run(question))
+
+
+def test_multi_turn_episode_is_fully_recorded(toolbox, question):
+    t = run(ScriptedPolicy([IMG, text("Korvath Point Lighthouse height"), answer("38 metres")]), toolbox, question)
+    assert t.stop_reason == StopReason.ANSWER and t.answer == "38 metres"
+    assert t.tool_calls == {"image_search": 1, "text_search": 1}
+    assert t.turns == 3 and t.format_errors == 0 and t.rule_errors == 0
+    assert [m.role for m in t.messages] == ["system", "user", "assistant", "user", "assistant", "user", "assistant"]
+    image_obs, text_obs = t.messages[3], t.messages[5]
+    assert image_obs.tool.tool == "image_search" and image_obs.tool.sources[0]["title"] == "Korvath Point Lighthouse"
+    assert "<information>" in image_obs.text and "Korvath Point" in image_obs.text
+    assert "38 metres" in text_obs.text and text_obs.tool.query == "Korvath Point Lighthouse height"
+    assert t.messages[1].image == question.image
+    assert [m.trainable for m in t.messages] == [m.role == "assistant" for m in t.messages]
+    assert set(t.timings) == {"total_s", "policy_s", "tools_s"}
+    assert t.cache == {"misses": 2}
+
+
+def test_trajectory_round_trips_through_json(toolbox, question):
+    question.extra = {"source": "unit-test", "nested": {"a": [1, 2]}}
+    t = run(ScriptedPolicy([CROP, text("height"), answer("38")]), toolbox, question)
+    data = json.loads(json.dumps(t.to_dict()))
+    assert data["source"] == "unit-test" and data["question"] == question.question
+    back = Trajectory.from_dict(data)
+    assert back == t and back.to_dict() == t.to_dict()
+
+
+def test_second_image_search_is_refused_and_counted(toolbox, question):
+    t = run(ScriptedPolicy([IMG, CROP, answer("38")]), toolbox, question)
+    assert t.stop_reason == StopReason.ANSWER
+    assert t.rule_errors == 1 and t.tool_calls == {"image_search": 1}
+    assert "at most 1" in t.messages[5].text and t.messages[4].error
+
+
+def test_tool_budget_ends_the_episode(toolbox, question):
+    t = run(ScriptedPolicy([text("a"), text("b"), text("c")]), toolbox, question, max_tool_calls=2)
+    assert t.stop_reason == StopReason.TOOL_BUDGET and t.tool_calls == {"text_search": 2}
+    assert "no tool calls left" in t.messages[-2].text
+
+
+def test_turn_limit(toolbox, question):
+    t = run(ScriptedPolicy([text("a"), text("b"), text("c")]), toolbox, question, max_turns=2)
+    assert t.stop_reason == StopReason.MAX_TURNS and t.turns == 2 and t.answer is None
+
+
+def test_consecutive_format_errors_end_the_episode(toolbox, question):
+    t = run(ScriptedPolicy(["hello", "<answer>x", "??"]), toolbox, question)
+    assert t.stop_reason == StopReason.FORMAT_ERROR and t.format_errors == 3
+    assert all("could not be used" in m.text for m in t.messages[3::2])
+
+
+def test_a_valid_action_resets_the_error_streak(toolbox, question):
+    t = run(ScriptedPolicy(["bad", "bad", text("q"), "bad", "bad", answer("x")]), toolbox, question)
+    assert t.stop_reason == StopReason.ANSWER and t.format_errors == 4
+
+
+def test_exhausted_script_is_a_policy_error(toolbox, question):
+    t = run(ScriptedPolicy([text("q")]), toolbox, question)
+    assert t.stop_reason == StopReason.POLICY_ERROR and "ran out" in t.error
+
+
+class BrokenSearch(TextSearchBackend):
+    name = "broken"
+
+    def __init__(self, delay: float = 0.0, error: str | None = None) -> None:
+        self.delay, self.error = delay, error
+
+    async def search(self, query, k):
+        await asyncio.sleep(self.delay)
+        if self.error:
+            raise ToolError(self.error)
+        return []
+
+
+@pytest.mark.parametrize(
+    ("backend", "expected"),
+    [(BrokenSearch(error="HTTP 500 from the provider"), "text search failed: HTTP 500"),
+     (BrokenSearch(delay=5), "text search failed: timed out after 0.05 s")],
+)
+def test_failing_tools_become_observations(toolbox, question, backend, expected):
+    box = Toolbox(backend, toolbox.image_search, toolbox.grounder, config=ToolboxConfig(timeout_s=0.05))
+    t = run(ScriptedPolicy([text("q"), answer("x")]), box, question)
+    assert t.stop_reason == StopReason.ANSWER
+    assert expected in t.messages[3].text and t.messages[3].tool.error
+
+
+def test_crop_records_the_box_and_missing_regions_fall_back(toolbox, question):
+    box = Toolbox(toolbox.text_search, toolbox.image_search, MemoryGrounder({"the tower": Box(130, 20, 190, 180)}))
+    t = run(ScriptedPolicy([CROP, answer("x")]), box, question)
+    assert t.messages[3].tool.box == [130, 20, 190, 180]
+    t = run(ScriptedPolicy(["<reason>r</reason><img_search>a dragon</img_search>", answer("x")]), box, question)
+    assert t.messages[3].tool.box is None and "Could not find 'a dragon'" in t.messages[3].text
+
+
+def test_bad_image_fails_only_its_episode(toolbox, question, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    other = Question(id="q2", image=str(bad), question="?")
+    agent = Agent(ScriptedPolicy([answer("x")]), toolbox)
+    good, broken = asyncio.run(agent.run_many([question, other]))
+    assert good.stop_reason == StopReason.ANSWER
+    assert broken.stop_reason == StopReason.INPUT_ERROR and "not an image" in broken.error
+
+
+class CountingPolicy(Policy):
+    name = "counting"
+    max_batch_size = 8
+
+    def __init__(self):
+        self.batches = []
+
+    async def generate(self, conversations):
+        self.batches.append(len(conversations))
+        return [Generation(answer("x")) for _ in conversations]
+
+
+def test_generation_is_batched_across_episodes(toolbox, question):
+    policy = CountingPolicy()
+    agent = Agent(policy, toolbox)
+    image = Image.new("RGB", (8, 8))
+    trajectories = asyncio.run(agent.run_many([question] * 20, images=[image] * 20))
+    assert all(t.stop_reason == StopReason.ANSWER for t in trajectories)
+    assert sum(policy.batches) == 20 and max(policy.batches) == 8 and len(policy.batches) == 3
+
+
+class SlowPolicy(Policy):
+    name = "slow"
+
+    async def generate(self, conversations):
+        await asyncio.sleep(10)
+        return []
+
+
+class TooLongPolicy(Policy):
+    name = "too-long"
+
+    async def generate(self, conversations):
+        raise ContextLimitError("the conversation is longer than 32k tokens")
+
+
+def test_episode_timeout_and_context_limit(toolbox, question):
+    agent = Agent(SlowPolicy(), toolbox, AgentConfig(episode_timeout_s=0.05))
+    assert asyncio.run(agent.run(question)).stop_reason == StopReason.TIMEOUT
+    agent = Agent(SlowPolicy(), toolbox, AgentConfig(policy_timeout_s=0.05))
+    t = asyncio.run(agent.run(question))
+    assert t.stop_reason == StopReason.POLICY_ERROR and "no reply within" in t.error
+    t = asyncio.run(Agent(TooLongPolicy(), toolbox).run(question))
+    assert t.stop_reason == StopReason.CONTEXT_LIMIT
+
+
+def test_on_message_sees_every_message_in_order(toolbox, question):
+    seen = []
+    agent = Agent(ScriptedPolicy([text("q"), answer("x")]), toolbox)
+    t = asyncio.run(agent.run(question, on_message=lambda traj, m: seen.append(m)))
+    assert seen == t.messages
