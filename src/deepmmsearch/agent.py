@@ -207,7 +207,7 @@ class Agent:
             t0 = time.perf_counter()
             try:
                 async with asyncio.timeout(self.config.policy_timeout_s):
-                    generation = await batcher.generate(Conversation(episode_id, list(messages), image))
+                    generation = await batcher.generate(Conversation(episode_id, list(messages), image, question))
             except TimeoutError:
                 return stop(StopReason.POLICY_ERROR, f"no reply within {self.config.policy_timeout_s:g} s")
             except ContextLimitError as e:

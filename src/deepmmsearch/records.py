@@ -185,7 +185,13 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
 
 
 def read_questions(path: str | Path) -> list[Question]:
-    return [Question.from_dict(d) for d in read_jsonl(path)]
+    """Read question records; relative image paths are taken relative to the file's folder, as in HTML."""
+    questions = [Question.from_dict(d) for d in read_jsonl(path)]
+    base = Path(path).parent
+    for q in questions:
+        if not q.image.startswith(("http://", "https://", "data:")) and not Path(q.image).is_absolute():
+            q.image = os.path.normpath(base / q.image)
+    return questions
 
 
 def append_jsonl(path: str | Path, records: Iterable[dict]) -> None:

@@ -8,19 +8,21 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from deepmmsearch.records import Message
+from deepmmsearch.records import Message, Question
 
 
 @dataclass
 class Conversation:
     """What a policy sees: the messages so far and the input image they refer to.
 
-    ``id`` names the episode, so that a policy may keep per-episode state such as a KV cache.
+    ``id`` names the episode, so that a policy may keep per-episode state such as a KV cache. ``question`` is the
+    record the episode answers; models ignore it, but a teacher that knows the ground truth reads it.
     """
 
     id: str
     messages: list[Message]
     image: Image.Image | None = None
+    question: Question | None = None
 
 
 @dataclass
