@@ -13,6 +13,14 @@ from deepmmsearch.errors import ToolError
 from deepmmsearch.protocol import Action, ActionKind
 from deepmmsearch.records import ToolResult
 from deepmmsearch.tools.base import Grounder, ImageSearchBackend, Summarizer, TextSearchBackend
+from deepmmsearch.tools.cache import (
+    CachedGrounder,
+    CachedImageSearch,
+    CachedSummarizer,
+    CachedTextSearch,
+    ToolCache,
+    track,
+)
 from deepmmsearch.tools.memory import ListSummarizer
 
 
@@ -32,12 +40,19 @@ class Toolbox:
         grounder: Grounder,
         summarizer: Summarizer | None = None,
         config: ToolboxConfig | None = None,
+        cache: ToolCache | None = None,
     ) -> None:
         self.text_search = text_search
         self.image_search = image_search
         self.grounder = grounder
         self.summarizer = summarizer or ListSummarizer()
         self.config = config or ToolboxConfig()
+        self.cache = cache
+        if cache is not None:  # every backend call goes through the cache; tools/cache.py keys each kind
+            self.text_search = CachedTextSearch(self.text_search, cache)
+            self.image_search = CachedImageSearch(self.image_search, cache)
+            self.grounder = CachedGrounder(self.grounder, cache)
+            self.summarizer = CachedSummarizer(self.summarizer, cache)
 
     async def run(self, action: Action, question: str, image: Image.Image, image_ref: str | None) -> ToolResult:
         """Carry out one tool action. Never raises for a tool failure: the result's observation says it."""
@@ -48,8 +63,10 @@ class Toolbox:
         label = "text search" if action.kind is ActionKind.TEXT_SEARCH else "image search"
         start = time.perf_counter()
         try:
-            async with asyncio.timeout(self.config.timeout_s):
-                await self._dispatch(action, question, image, image_ref, result)
+            with track() as calls:
+                async with asyncio.timeout(self.config.timeout_s):
+                    await self._dispatch(action, question, image, image_ref, result)
+                result.cached = bool(calls) and all(calls)  # served wholly from the cache
         except TimeoutError:
             result.error = f"timed out after {self.config.timeout_s:g} s"
             result.observation = f"{label} failed: {result.error}"
