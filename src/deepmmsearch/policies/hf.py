@@ -1,0 +1,299 @@
+"""``hf:PATH_OR_ID``: a local Qwen2.5-VL-family model run with transformers, with per-episode prefix caching.
+
+Each episode keeps the KV cache of what the model has already read (image, history, its own reply), so the
+next turn only prefills the new tokens. Prompts are built by :func:`encode_conversation`, the same function
+training uses, and previous replies are re-inserted as the exact ids that were sampled, so the cached prefix
+always matches. A batch prefills each conversation on its own (no padding inside a prompt), then decodes all
+of them together over left-padded caches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from deepmmsearch.errors import ContextLimitError, PolicyError
+from deepmmsearch.models.chat import EOS_TOKEN, PAD_TOKEN
+from deepmmsearch.models.encoding import encode_conversation, image_inputs
+from deepmmsearch.policies.base import Conversation, Generation, Policy
+from deepmmsearch.policies.openai_api import SamplingConfig
+from deepmmsearch.protocol import STOP_STRINGS
+
+__all__ = ["HFConfig", "HFPolicy", "encode_conversation"]
+
+
+@dataclass
+class HFConfig:
+    """How a local model is loaded and run."""
+
+    dtype: str = field(default="auto", metadata={"help": "auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
+    max_batch_size: int = field(default=8, metadata={"help": "conversations decoded together"})
+    prefix_cache: bool = field(default=True, metadata={"help": "reuse each episode's KV cache across turns"})
+    max_cached_episodes: int = field(default=256, metadata={"help": "episodes whose cache is kept (LRU)"})
+    seed: int | None = field(default=None, metadata={"help": "sampling seed; None draws one"})
+
+
+@dataclass
+class _Entry:
+    """An episode's cache: the ids it has read and their keys/values per layer, each (1, heads, len, dim)."""
+
+    ids: list[int]
+    kv: list[tuple[Any, Any]]
+    image: Any = None  # the PIL image the ids' image tokens stand for; another image cannot reuse the cache
+
+
+@dataclass
+class _Prepared:
+    ids: list[int]
+    next_position: int = 0
+    kv: list[tuple[Any, Any]] = field(default_factory=list)
+    first_logits: Any = None
+    too_long: bool = False
+
+
+class HFPolicy(Policy):
+    """A transformers VLM of the Qwen2.5-VL family as a policy (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: str,
+        sampling: SamplingConfig | None = None,
+        config: HFConfig | None = None,
+        loaded: tuple[Any, Any] | None = None,
+    ) -> None:
+        """Load the model at ``path`` (a folder or hub id), or use ``loaded`` = (model, processor) as given."""
+        import torch
+
+        from deepmmsearch.models.build import load_model
+
+        self.config = config or HFConfig()
+        self.sampling = sampling or SamplingConfig()
+        self.name = f"hf:{path}"
+        self.max_batch_size = self.config.max_batch_size
+        if loaded is None:
+            self.model, self.processor = load_model(path, self.config.dtype, self.config.device)
+        else:
+            self.model, self.processor = loaded
+        self.device = next(self.model.parameters()).device
+        tokenizer = self.processor.tokenizer
+        self.stop_ids = {tokenizer.convert_tokens_to_ids(EOS_TOKEN), tokenizer.convert_tokens_to_ids(PAD_TOKEN)}
+        self.pad_id = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
+        self.max_context = int(self.model.config.text_config.max_position_embeddings)
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
+        self._images: dict[str, tuple[Any, dict[str, Any]]] = {}  # per episode: (image, its processed inputs)
+        self._lock = threading.Lock()  # one batch on the model at a time; the event loop stays free
+        self._generator = torch.Generator(device=self.device)
+        self._generator.manual_seed(self.config.seed if self.config.seed is not None else torch.seed())
+        self.stats = {"prompt_tokens": 0, "prefilled_tokens": 0, "generated_tokens": 0}
+
+    async def generate(self, conversations: Sequence[Conversation]) -> list[Generation]:
+        import torch
+
+        try:
+            return await asyncio.to_thread(self.generate_sync, list(conversations))
+        except torch.OutOfMemoryError:
+            raise PolicyError(
+                f"{self.name} ran out of memory on {self.device} with {len(conversations)} conversation(s): "
+                "lower max_batch_size or max_new_tokens"
+            ) from None
+
+    def end_episode(self, conversation_id: str) -> None:
+        self._cache.pop(conversation_id, None)
+        self._images.pop(conversation_id, None)
+
+    # ------------------------------------------------------------------------------------------ generation
+
+    def generate_sync(self, conversations: list[Conversation]) -> list[Generation]:
+        """The blocking body of :meth:`generate`: prefill each conversation, then decode them together."""
+        import torch
+
+        with self._lock, torch.inference_mode():
+            prepared = [self._prefill(c) for c in conversations]
+            live = [i for i, p in enumerate(prepared) if not p.too_long]
+            if not live:
+                raise ContextLimitError(f"the conversation is longer than the model's context ({self.max_context})")
+            results = self._decode([prepared[i] for i in live])
+            out = [Generation(text="", token_ids=[], logprobs=[], finish_reason="context_limit") for _ in prepared]
+            for i, (generation, entry) in zip(live, results, strict=True):
+                generation.prompt_tokens = len(prepared[i].ids)
+                out[i] = generation
+                if self.config.prefix_cache:
+                    entry.image = conversations[i].image
+                    self._remember(conversations[i].id, entry)
+            return out
+
+    def _prefill(self, conversation: Conversation) -> _Prepared:
+        from transformers import DynamicCache
+
+        images = None
+        if conversation.image is not None and any(m.image is not None for m in conversation.messages):
+            seen, images = self._images.get(conversation.id, (None, None))
+            if seen is not conversation.image:  # image tokens look alike for any image: key on the image itself
+                images = image_inputs(self.processor, conversation.image)
+                self._images[conversation.id] = (conversation.image, images)
+        enc = encode_conversation(
+            self.processor, conversation.messages, conversation.image, add_generation_prompt=True, images=images
+        )
+        ids = enc["input_ids"][0].tolist()
+        prepared = _Prepared(ids)
+        if len(ids) >= self.max_context - 1:
+            prepared.too_long = True
+            return prepared
+        grid = enc.get("image_grid_thw")
+        positions, _ = self.model.model.get_rope_index(enc["input_ids"], enc["mm_token_type_ids"], image_grid_thw=grid)
+        reuse, kv = self._reusable(conversation, ids, enc["mm_token_type_ids"][0])
+        cache = DynamicCache(ddp_cache_data=kv) if reuse else DynamicCache(config=self.model.config)
+        kwargs: dict[str, Any] = {}
+        if grid is not None and bool(enc["mm_token_type_ids"][0, reuse:].any()):
+            pixel_values = enc["pixel_values"].to(self.device, self.model.dtype)
+            kwargs.update(pixel_values=pixel_values, image_grid_thw=grid.to(self.device))
+        output = self.model(
+            input_ids=enc["input_ids"][:, reuse:].to(self.device),
+            position_ids=positions[:, :, reuse:].to(self.device),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+            **kwargs,
+        )
+        prepared.first_logits = output.logits[0, -1].float()
+        prepared.kv = [(layer.keys, layer.values) for layer in output.past_key_values.layers]
+        prepared.next_position = int(positions[:, 0, -1].max()) + 1
+        self.stats["prompt_tokens"] += len(ids)
+        self.stats["prefilled_tokens"] += len(ids) - reuse
+        return prepared
+
+    def _reusable(self, conversation: Conversation, ids: list[int], image_mask: Any) -> tuple[int, list]:
+        """How many leading tokens of ``ids`` the episode's cache already holds, and that part of the cache."""
+        entry = self._cache.get(conversation.id) if self.config.prefix_cache else None
+        if entry is None or entry.image is not conversation.image:
+            return 0, []
+        common = 0
+        for a, b in zip(entry.ids, ids, strict=False):
+            if a != b:
+                break
+            common += 1
+        common = min(common, len(ids) - 1)  # at least one token must be fed to get the next logits
+        image_at = image_mask.nonzero()
+        if len(image_at) and int(image_at[0]) < common <= int(image_at[-1]):
+            common = int(image_at[0])  # never split an image: its features are computed whole
+        if common == 0:
+            return 0, []
+        self._cache.move_to_end(conversation.id)
+        return common, [(k[:, :, :common], v[:, :, :common]) for k, v in entry.kv]
+
+    def _decode(self, batch: list[_Prepared]) -> list[tuple[Generation, _Entry]]:
+        import torch
+        from transformers import DynamicCache
+
+        n_layers = len(batch[0].kv)
+        lengths = [p.kv[0][0].shape[2] for p in batch]
+        width = max(lengths)
+        pads = [width - length for length in lengths]
+        # Left-pad every cache to the same length; the padded slots are masked out of attention.
+        kv = []
+        for layer in range(n_layers):
+            keys, values = [], []
+            for p, pad in zip(batch, pads, strict=True):
+                k, v = p.kv[layer]
+                keys.append(torch.nn.functional.pad(k, (0, 0, pad, 0)))
+                values.append(torch.nn.functional.pad(v, (0, 0, pad, 0)))
+            kv.append((torch.cat(keys), torch.cat(values)))
+        cache = DynamicCache(ddp_cache_data=kv)
+        attention = torch.zeros(len(batch), width, dtype=torch.long, device=self.device)
+        for row, pad in enumerate(pads):
+            attention[row, pad:] = 1
+        positions = torch.tensor([p.next_position for p in batch], device=self.device)
+        logits = torch.stack([p.first_logits for p in batch])
+
+        max_new = [min(self.sampling.max_new_tokens, self.max_context - len(p.ids)) for p in batch]
+        tokens: list[list[int]] = [[] for _ in batch]
+        logprobs: list[list[float]] = [[] for _ in batch]
+        texts: list[str | None] = [None] * len(batch)
+        finish: list[str | None] = [None] * len(batch)
+        tokenizer = self.processor.tokenizer
+        while True:
+            chosen, chosen_logprobs = self._sample(logits)
+            for row in range(len(batch)):
+                if finish[row] is not None:
+                    continue
+                token = int(chosen[row])
+                tokens[row].append(token)
+                logprobs[row].append(float(chosen_logprobs[row]))
+                if token in self.stop_ids:
+                    finish[row] = "stop"
+                    texts[row] = tokenizer.decode(tokens[row][:-1])
+                    continue
+                # Every stop string ends with ">": decode the reply only when a token carries one.
+                if ">" in tokenizer.convert_ids_to_tokens(token):
+                    text = tokenizer.decode(tokens[row])
+                    ends = [text.find(s) + len(s) for s in STOP_STRINGS if s in text]
+                    if ends:
+                        finish[row], texts[row] = "stop", text[: min(ends)]
+                        continue
+                if len(tokens[row]) >= max_new[row]:
+                    finish[row] = "length"
+            if all(f is not None for f in finish):
+                break
+            feed = torch.tensor([[t[-1]] for t in tokens], device=self.device)
+            attention = torch.cat([attention, attention.new_ones(len(batch), 1)], dim=1)
+            output = self.model(
+                input_ids=feed,
+                position_ids=positions.view(1, -1, 1).expand(3, -1, -1),
+                attention_mask=attention,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            positions = positions + 1
+            logits = output.logits[:, -1].float()
+
+        results = []
+        for row, p in enumerate(batch):
+            generated = tokens[row]
+            text = texts[row] if texts[row] is not None else tokenizer.decode(generated)
+            self.stats["generated_tokens"] += len(generated)
+            # The cache holds the prompt and every reply token but the last (which was never fed).
+            end = pads[row] + len(p.ids) + len(generated) - 1
+            entry = _Entry(
+                p.ids + generated[:-1],
+                [
+                    (k[row : row + 1, :, pads[row] : end].clone(), v[row : row + 1, :, pads[row] : end].clone())
+                    for k, v in ((layer.keys, layer.values) for layer in cache.layers)
+                ],
+            )
+            generation = Generation(
+                text=text,
+                token_ids=generated,
+                logprobs=logprobs[row],
+                completion_tokens=len(generated),
+                finish_reason=finish[row],
+            )
+            results.append((generation, entry))
+        return results
+
+    def _sample(self, logits: Any) -> tuple[Any, Any]:
+        """The next token of each row and its log-probability under the model (before temperature and top-p)."""
+        import torch
+        from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+        logprobs = torch.log_softmax(logits, dim=-1)
+        if self.sampling.temperature == 0:
+            chosen = logits.argmax(dim=-1)
+        else:
+            scores = TemperatureLogitsWarper(self.sampling.temperature)(None, logits)
+            if self.sampling.top_p < 1:
+                scores = TopPLogitsWarper(self.sampling.top_p)(None, scores)
+            probs = torch.softmax(scores, dim=-1)
+            chosen = torch.multinomial(probs, 1, generator=self._generator).squeeze(1)
+        return chosen, logprobs.gather(1, chosen.unsqueeze(1)).squeeze(1)
+
+    def _remember(self, conversation_id: str, entry: _Entry) -> None:
+        self._cache[conversation_id] = entry
+        self._cache.move_to_end(conversation_id)
+        while len(self._cache) > self.config.max_cached_episodes:
+            evicted, _ = self._cache.popitem(last=False)
+            self._images.pop(evicted, None)

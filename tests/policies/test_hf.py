@@ -1,0 +1,216 @@
+"""The hf: policy on tiny models built from configs: batching, log-probs, prefix reuse, stops, full episodes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from deepmmsearch.cli import app
+from deepmmsearch.errors import ContextLimitError
+from deepmmsearch.models.build import init_model, load_model
+from deepmmsearch.models.encoding import encode_conversation
+from deepmmsearch.policies import Conversation, SamplingConfig, load_policy
+from deepmmsearch.policies.hf import HFConfig, HFPolicy
+from deepmmsearch.protocol import StopReason
+from deepmmsearch.records import Message
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE_PATH = REPO / "examples" / "lighthouse.png"
+QUESTIONS = ["How tall is this lighthouse?", "What is it called?", "Where is it, and when was it built?"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread, and far faster than on two when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny small-vocabulary model whose weights are scaled up, so that different prompts give different text."""
+    out = init_model(tmp_path_factory.mktemp("hf") / "tiny", vocab="small", size="tiny")
+    model, _ = load_model(out, device="cpu")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() >= 2:
+                parameter.normal_(0.0, 0.3)
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def loaded(model_dir: Path):
+    return load_model(model_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def image() -> Image.Image:
+    return Image.open(IMAGE_PATH).convert("RGB")
+
+
+def policy(loaded, max_new_tokens: int = 12, **config) -> HFPolicy:
+    return HFPolicy("tiny", SamplingConfig(max_new_tokens=max_new_tokens), HFConfig(**config), loaded=loaded)
+
+
+def first_turn(index: int, image: Image.Image) -> Conversation:
+    messages = [Message("system", "You answer questions."), Message("user", QUESTIONS[index], image=str(IMAGE_PATH))]
+    return Conversation(f"q{index}", messages, image)
+
+
+def next_turn(conversation: Conversation, reply, observation: str) -> Conversation:
+    assistant = Message("assistant", reply.text, token_ids=reply.token_ids, logprobs=reply.logprobs)
+    messages = [*conversation.messages, assistant, Message("user", observation)]
+    return Conversation(conversation.id, messages, conversation.image)
+
+
+def test_batched_greedy_equals_one_by_one_and_logprobs_match_a_fresh_forward(loaded, image) -> None:
+    conversations = [first_turn(i, image) for i in range(3)]
+    batched = policy(loaded).generate_sync(conversations)
+    single = [policy(loaded).generate_sync([c])[0] for c in conversations]
+    assert [g.token_ids for g in batched] == [g.token_ids for g in single]
+    assert len({tuple(g.token_ids) for g in batched}) > 1, "prompts should lead to different replies"
+    model, processor = loaded
+    for conversation, generation in zip(conversations, batched, strict=True):
+        assert generation.completion_tokens == len(generation.token_ids) == len(generation.logprobs) > 0
+        prompt = encode_conversation(processor, conversation.messages, image, add_generation_prompt=True)
+        assert generation.prompt_tokens == prompt["input_ids"].shape[1]
+        ids = torch.cat([prompt["input_ids"], torch.tensor([generation.token_ids])], dim=1)
+        image_tokens = torch.cat([prompt["mm_token_type_ids"], torch.zeros(1, len(generation.token_ids))], dim=1)
+        with torch.no_grad():
+            logits = model(
+                input_ids=ids,
+                pixel_values=prompt["pixel_values"],
+                image_grid_thw=prompt["image_grid_thw"],
+                mm_token_type_ids=image_tokens.long(),
+            ).logits
+        start = prompt["input_ids"].shape[1]
+        expected = torch.log_softmax(logits[0, start - 1 : -1].float(), dim=-1)
+        expected = expected.gather(1, torch.tensor(generation.token_ids)[:, None])[:, 0]
+        assert torch.allclose(torch.tensor(generation.logprobs), expected, atol=1e-4)
+
+
+def test_prefix_reuse_gives_the_same_tokens_and_prefills_less(loaded, image) -> None:
+    reuse, fresh = policy(loaded), policy(loaded, prefix_cache=False)
+    conversations = [first_turn(i, image) for i in range(2)]
+    for turn in range(3):
+        with_cache = reuse.generate_sync(conversations)
+        without = fresh.generate_sync(conversations)
+        assert [g.token_ids for g in with_cache] == [g.token_ids for g in without], f"turn {turn}"
+        conversations = [
+            next_turn(c, g, f"<information>\nresult {turn}\n</information>\nGo on.")
+            for c, g in zip(conversations, with_cache, strict=True)
+        ]
+    assert reuse.stats["prompt_tokens"] == fresh.stats["prompt_tokens"]
+    assert fresh.stats["prefilled_tokens"] == fresh.stats["prompt_tokens"]
+    # After the first turn only the new user turn (and the reply's last token) is prefilled.
+    assert reuse.stats["prefilled_tokens"] < 0.6 * fresh.stats["prefilled_tokens"]
+    before, fresh_before = reuse.stats["prefilled_tokens"], fresh.stats["prompt_tokens"]
+    # The same episode id with another image of the same size must not reuse the old image's cache.
+    other = Conversation("q1", conversations[1].messages, image.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    assert reuse.generate_sync([other])[0].token_ids == fresh.generate_sync([other])[0].token_ids
+    assert reuse.stats["prefilled_tokens"] - before == fresh.stats["prompt_tokens"] - fresh_before
+    reuse.end_episode("q0")
+    assert "q0" not in reuse._cache and "q1" in reuse._cache and "q0" not in reuse._images
+
+
+def test_encode_conversation_reproduces_the_sampled_tokens(loaded, image) -> None:
+    hf = policy(loaded, max_new_tokens=16)
+    conversation = first_turn(0, image)
+    first = hf.generate_sync([conversation])[0]
+    conversation = next_turn(conversation, first, "<information>\nx\n</information>")
+    second = hf.generate_sync([conversation])[0]
+    messages = [*conversation.messages, Message("assistant", second.text, token_ids=second.token_ids)]
+    encoded = encode_conversation(loaded[1], messages, image)
+    trained = encoded["input_ids"][0][encoded["assistant_mask"][0].bool()].tolist()
+    assert trained == first.token_ids + second.token_ids
+    prompt = encode_conversation(loaded[1], conversation.messages, image, add_generation_prompt=True)
+    assert encoded["input_ids"][0, : prompt["input_ids"].shape[1]].equal(prompt["input_ids"][0])
+
+
+def test_generation_stops_at_the_end_of_an_action_tag(loaded, image, monkeypatch) -> None:
+    hf = policy(loaded, max_new_tokens=40)
+    tokenizer = loaded[1].tokenizer
+    script = tokenizer("<reason>r</reason>\n<answer>x</answer> trailing", add_special_tokens=False)["input_ids"]
+    steps = iter(script)
+
+    def scripted(logits):
+        token = torch.tensor([next(steps)] * logits.shape[0])
+        return token, torch.zeros(logits.shape[0])
+
+    monkeypatch.setattr(hf, "_sample", scripted)
+    generation = hf.generate_sync([first_turn(0, image)])[0]
+    assert generation.text == "<reason>r</reason>\n<answer>x</answer>"
+    assert generation.finish_reason == "stop"
+    assert tokenizer.decode(generation.token_ids) == generation.text
+
+
+def test_sampling_is_seeded_and_respects_max_new_tokens(loaded, image) -> None:
+    def sample(seed: int) -> list[int]:
+        hf = HFPolicy(
+            "tiny", SamplingConfig(temperature=1.0, top_p=0.9, max_new_tokens=8), HFConfig(seed=seed), loaded=loaded
+        )
+        return hf.generate_sync([first_turn(0, image)])[0].token_ids
+
+    assert sample(3) == sample(3)
+    assert len(sample(3)) <= 8
+
+
+@pytest.mark.parametrize("vocab", ["small", "qwen"])
+def test_dmms_ask_runs_a_full_episode_on_a_tiny_model(vocab: str, model_dir: Path, tmp_path: Path) -> None:
+    path = model_dir if vocab == "small" else init_model(tmp_path / "qwen", vocab="qwen", size="tiny")
+    config = tmp_path / "run.yaml"
+    config.write_text("sampling:\n  max_new_tokens: 16\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        app,
+        [
+            "ask",
+            str(IMAGE_PATH),
+            "How tall is it?",
+            "--model",
+            f"hf:{path}",
+            "--kb",
+            str(REPO / "examples" / "kb"),
+            "--config",
+            str(config),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    trajectory = json.loads(result.stdout)
+    assert trajectory["stop_reason"] in {r.value for r in StopReason}
+    assert trajectory["stop_reason"] != StopReason.POLICY_ERROR
+    replies = [m for m in trajectory["messages"] if m["role"] == "assistant"]
+    assert replies and all(m["token_ids"] and len(m["logprobs"]) == len(m["token_ids"]) for m in replies)
+    assert trajectory["model"] == f"hf:{path}"
+
+
+def test_a_conversation_longer_than_the_context_is_refused(loaded, image) -> None:
+    hf = policy(loaded)
+    hf.max_context = 45  # the first turn (48 tokens) is longer, a bare "Hi" (39 tokens) is not
+    with pytest.raises(ContextLimitError):
+        hf.generate_sync([first_turn(0, image)])
+    short = Conversation("s", [Message("user", "Hi")], image)
+    long_reply, short_reply = hf.generate_sync([first_turn(0, image), short])
+    assert long_reply.finish_reason == "context_limit" and long_reply.text == ""
+    assert short_reply.token_ids and len(short_reply.token_ids) <= 45 - short_reply.prompt_tokens
+
+
+def test_the_cache_keeps_at_most_max_cached_episodes(loaded, image) -> None:
+    hf = policy(loaded, max_new_tokens=2, max_cached_episodes=1)
+    hf.generate_sync([first_turn(0, image), first_turn(1, image)])
+    assert list(hf._cache) == ["q1"] and list(hf._images) == ["q1"]
+
+
+def test_load_policy_knows_hf(model_dir: Path) -> None:
+    hf = load_policy(f"hf:{model_dir}")
+    assert isinstance(hf, HFPolicy) and hf.max_batch_size == HFConfig().max_batch_size
