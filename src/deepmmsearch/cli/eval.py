@@ -1,0 +1,126 @@
+"""``dmms eval`` and ``dmms score``: run a model over a question set and report; judge given predictions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from deepmmsearch.cli.app import (
+    ConfigOpt,
+    GrounderOpt,
+    ImageSearchOpt,
+    JsonOpt,
+    KbOpt,
+    ModelOpt,
+    TextSearchOpt,
+    app,
+    progress_callbacks,
+    run_config_from,
+    user_errors,
+)
+
+MetricOpt = Annotated[str, typer.Option("--metric", help="Judge: exact, rule, vqa, infoseek or llm.")]
+JudgeModelOpt = Annotated[
+    str | None, typer.Option("--judge-model", help="MODEL\\[@BASE_URL] of the llm judge (for --metric llm).")
+]
+
+
+@app.command("eval")
+@user_errors
+def eval_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (trajectories, report, plots).")],
+    questions: Annotated[Path | None, typer.Option("--questions", "-q", help="Question records (JSONL).")] = None,
+    benchmark: Annotated[str | None, typer.Option("--benchmark", help="A benchmark read from --data-dir.")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder with the benchmark's files.")] = None,
+    model: ModelOpt = None,
+    mode: Annotated[str, typer.Option("--mode", help="agent, direct, rag or prompt_agent.")] = "agent",
+    metric: MetricOpt = "rule",
+    judge_model: JudgeModelOpt = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Only the first N questions.")] = None,
+    prices: Annotated[Path | None, typer.Option("--prices", help="YAML price table for the cost estimate.")] = None,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots.")] = False,
+    config: ConfigOpt = None,
+    text_search: TextSearchOpt = None,
+    image_search: ImageSearchOpt = None,
+    grounder: GrounderOpt = None,
+    kb: KbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate a model on questions; resumable (finished ids in OUT/trajectories.jsonl are skipped)."""
+    from deepmmsearch.eval.harness import EvalConfig
+    from deepmmsearch.eval.loaders import load_benchmark
+    from deepmmsearch.records import read_questions
+
+    if not model:
+        raise typer.BadParameter("give a model SPEC, e.g. --model openai:gpt-4o", param_hint="--model")
+    if (questions is None) == (benchmark is None):
+        raise typer.BadParameter("give either --questions FILE or --benchmark NAME --data-dir DIR")
+    if benchmark is not None and data_dir is None:
+        raise typer.BadParameter("--benchmark needs --data-dir DIR", param_hint="--data-dir")
+    eval_config = EvalConfig(
+        mode=mode,
+        metric=metric,
+        limit=limit,
+        judge_model=judge_model,
+        prices=str(prices) if prices else None,
+        plots=not no_plots,
+    )
+    run_config = run_config_from(
+        config,
+        **{
+            "tools.text_search": text_search,
+            "tools.image_search": image_search,
+            "tools.grounder": grounder,
+            "tools.kb": kb,
+        },
+    )
+    records = read_questions(questions) if questions is not None else load_benchmark(benchmark or "", data_dir or "")
+    report = asyncio.run(_run_with_progress(records, model, out, eval_config, run_config))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        return
+    acc, tools = report["accuracy"], report["tool_use"]
+    typer.echo(
+        f"{report['mode']} · {report['model']} · {acc['metric']}: {acc['score']:.2f} "
+        f"(95% {acc['ci95'][0]:.2f}-{acc['ci95'][1]:.2f}, n={acc['n']}) · tools on {tools['share_with_tools']:.1f}% "
+        f"· {tools['mean_calls']:.2f} calls/question · report: {out / 'report.md'}"
+    )
+
+
+async def _run_with_progress(records: list, model: str, out: Path, eval_config: Any, run_config: Any) -> dict:
+    from deepmmsearch.eval.harness import evaluate
+
+    with progress_callbacks(f"eval {eval_config.mode}") as (on_start, on_done):
+        return await evaluate(records, model, out, eval_config, run_config, on_done=on_done, on_start=on_start)
+
+
+@app.command("score")
+@user_errors
+def score_command(
+    predictions: Annotated[Path, typer.Argument(help="Question records with a `prediction` field (JSONL).")],
+    metric: MetricOpt = "rule",
+    judge_model: JudgeModelOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Judge predictions: prints the score (0-100) and its breakdown; --json prints every item too."""
+    from deepmmsearch.eval.harness import score_records
+    from deepmmsearch.records import read_jsonl
+
+    result = asyncio.run(score_records(list(read_jsonl(predictions)), metric, judge_model))
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    typer.echo(
+        f"{metric}: {result['score']:.2f} (95% {result['ci95'][0]:.2f}-{result['ci95'][1]:.2f}, "
+        f"{result['correct']}/{result['n']} correct)"
+    )
+    for key in ("by_question_type", "by_category", "by_split"):
+        for name, group in result[key].items():
+            typer.echo(f"  {key.removeprefix('by_')} {name}: {group['score']:.2f} (n={group['n']})")
+    if "unseen_question_score" in result:
+        uq, ue = result["unseen_question_score"], result["unseen_entity_score"]
+        typer.echo(f"  unseen_question {uq:.2f}, unseen_entity {ue:.2f} (score is their harmonic mean)")
