@@ -1,0 +1,178 @@
+"""Safe page fetching and main-text extraction: what the text-search tool reads behind each hit.
+
+Every hop of a redirect chain is checked by :class:`~deepmmsearch.web.safety.AddressGuard`, bytes and hops
+are capped, and the text is extracted with trafilatura. The text is data for the model: it reaches the
+model only through the observation, which the protocol neutralizes and wraps in ``<information>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+
+import httpx
+
+from deepmmsearch.errors import ToolError
+from deepmmsearch.protocol import clean_text
+from deepmmsearch.tools.base import TextHit, TextSearchBackend
+from deepmmsearch.web.config import WebConfig
+from deepmmsearch.web.http import HttpClient, redact
+from deepmmsearch.web.safety import AddressGuard, Resolver
+
+log = logging.getLogger(__name__)
+
+_REDIRECTS = (301, 302, 303, 307, 308)
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+_TEXT_TYPES = ("text/plain",)
+_ACCEPT = "text/html,application/xhtml+xml;q=0.9,text/plain;q=0.8,*/*;q=0.1"
+_TITLE_RE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+@dataclass
+class Page:
+    """One fetched page: where it ended up, and its main text."""
+
+    url: str  # after redirects
+    requested_url: str
+    title: str
+    text: str
+    content_type: str
+    status: int
+    bytes_read: int
+    truncated: bool = False  # the page was longer than max_page_bytes
+    redirects: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def extract_main_text(body: str, url: str, content_type: str) -> tuple[str, str]:
+    """(title, main text) of a page; boilerplate (menus, footers, ads) is dropped for HTML. Control bytes
+    (terminal escapes included) are removed, since the text is printed, stored and tokenized."""
+    if content_type in _TEXT_TYPES:
+        return "", clean_text(body).strip()
+    import trafilatura
+
+    document = trafilatura.bare_extraction(body, url=url, with_metadata=True, include_comments=False)
+    title = (getattr(document, "title", None) or "").strip()
+    text = (getattr(document, "text", None) or "").strip()
+    if not text:  # trafilatura finds no "main" block on very short pages; keep all their text instead
+        text = (trafilatura.html2txt(body) or "").strip()
+    if not title and (match := _TITLE_RE.search(body)):
+        title = " ".join(match.group(1).split())
+    return clean_text(title), clean_text(text)
+
+
+class PageFetcher:
+    """Fetches pages under the safety rules and limits of a :class:`WebConfig`."""
+
+    def __init__(
+        self,
+        config: WebConfig,
+        *,
+        resolver: Resolver | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.guard = AddressGuard(config.allow_private, resolver)
+        self.http = HttpClient(config, "page fetch", guard=self.guard, transport=transport)
+
+    async def fetch(self, url: str) -> Page:
+        """Fetch one page and extract its main text. Raises ToolError (UnsafeURLError when refused)."""
+        current = await self.guard.check_url(url)
+        redirects: list[str] = []
+        async with self.http.session() as client:
+            while True:
+                response = await self.http.send(
+                    client, "GET", current, headers={"Accept": _ACCEPT}, max_bytes=self.config.max_page_bytes
+                )
+                if response.status not in _REDIRECTS:
+                    break
+                location = response.headers.get("location")
+                if not location:
+                    raise ToolError(f"{_short(url)}: HTTP {response.status} redirect without a Location")
+                if len(redirects) >= self.config.max_redirects:
+                    raise ToolError(f"{_short(url)}: more than {self.config.max_redirects} redirects")
+                # Every hop is checked again: a public page may redirect to an internal one.
+                current = await self.guard.check_url(current.join(location))
+                redirects.append(str(current))
+        if response.status >= 400:
+            raise ToolError(f"{_short(url)}: HTTP {response.status}")
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type and content_type not in _HTML_TYPES + _TEXT_TYPES:
+            raise ToolError(f"{_short(url)}: not a web page ({content_type})")
+        title, text = await asyncio.to_thread(
+            extract_main_text, response.text, str(current), content_type or "text/html"
+        )
+        return Page(
+            url=str(current),
+            requested_url=url,
+            title=title,
+            text=text,
+            content_type=content_type,
+            status=response.status,
+            bytes_read=len(response.content),
+            truncated=response.truncated,
+            redirects=redirects,
+        )
+
+    async def fetch_many(self, urls: list[str], budget_s: float | None = None) -> list[Page | ToolError]:
+        """Fetch pages concurrently; a page that fails, or is not done within ``budget_s``, is a ToolError."""
+        if not urls:
+            return []
+        tasks = [asyncio.create_task(self.fetch(u)) for u in urls]
+        _, pending = await asyncio.wait(tasks, timeout=budget_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        results: list[Page | ToolError] = []
+        for url, task in zip(urls, tasks, strict=True):
+            if task in pending:
+                results.append(ToolError(f"{_short(url)}: not read within {budget_s:g} s"))
+            elif isinstance(error := task.exception(), ToolError):
+                results.append(error)
+            elif error is not None:
+                raise error  # not a tool failure: our bug, and it must fail loudly
+            else:
+                results.append(task.result())
+        return results
+
+
+class PageReadingTextSearch(TextSearchBackend):
+    """A text search whose top hits carry their page's main text instead of the engine's snippet.
+
+    The summarizer then condenses real page text; hits whose page cannot be read keep their snippet, and
+    every hit stays in the trajectory's sources with its URL.
+    """
+
+    def __init__(self, inner: TextSearchBackend, fetcher: PageFetcher, config: WebConfig) -> None:
+        self.inner = inner
+        self.fetcher = fetcher
+        self.config = config
+        self.name = inner.name
+        # Reading pages changes the hits, so the cache must not mix them with snippet-only ones.
+        inner_id = getattr(inner, "cache_id", None) or inner.name
+        self.cache_id = (
+            f"{inner_id}|pages:top={config.fetch_top},chars={config.page_chars},private={config.allow_private}"
+        )
+
+    async def search(self, query: str, k: int) -> list[TextHit]:
+        hits = await self.inner.search(query, k)
+        targets = [h for h in hits[: self.config.fetch_top] if h.url.startswith(("http://", "https://"))]
+        pages = await self.fetcher.fetch_many([h.url for h in targets], self.config.fetch_budget_s)
+        for hit, page in zip(targets, pages, strict=True):
+            if isinstance(page, Page) and page.text:
+                hit.text = _cut(page.text, self.config.page_chars)
+            elif isinstance(page, ToolError):
+                log.info("kept the snippet of %s: %s", hit.url, redact(str(page)))
+        return hits
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+def _short(url: str) -> str:
+    return url if len(url) <= 120 else url[:117] + "..."
