@@ -1,0 +1,1 @@
+"""Training data: teacher trajectories filtered, balanced and written as SFT datasets (DeepMMSearchVQA-style)."""

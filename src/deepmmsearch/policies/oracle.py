@@ -1,0 +1,167 @@
+"""``oracle``: the offline world's teacher. It knows each question's plan (the ``plan`` field the world writes)
+but acts only through the protocol and the real tools: it answers only once a tool result shows the answer.
+
+Like a strong but not flawless teacher it is imperfect on purpose: sometimes it crops when the whole image would
+do, sometimes it starts with a vague query and refines it. Both rates are configurable.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from deepmmsearch.errors import PolicyError
+from deepmmsearch.policies.base import Conversation, Generation, Policy
+from deepmmsearch.protocol import GIVE_UP_ANSWER, Action, ActionKind, render_action, system_prompt
+from deepmmsearch.records import Message
+
+
+@dataclass
+class OracleConfig:
+    needless_crop: float = field(default=0.05, metadata={"help": "share of whole-image questions it crops anyway"})
+    vague_first: float = field(default=0.2, metadata={"help": "share of lookups it starts with the name alone"})
+    seed: int = field(default=0, metadata={"help": "its choices are a function of the seed and the question id"})
+
+
+_LOOK = (
+    "I do not recognise what the picture shows, so I will run a reverse image search on the whole image.",
+    "The picture alone does not tell me what this is; a reverse image search on the whole image should.",
+    "To answer I first need to know what is pictured, so I will search with the image.",
+)
+_CROP = (
+    "The question is about {crop}, one of several objects, so I will crop that region and search with it.",
+    "Several objects are shown; I will search with a crop of {crop} only.",
+)
+_IDENTIFIED = (
+    "The image search identifies it as {target}. Now I will look up its {what}.",
+    "According to the image search this is {target}. I still need the {what}, so I will search the web.",
+    "This is {target}. Next I will search for the {what}.",
+)
+_VAGUE = (
+    "The image search says this is {target}. I will first search for the name.",
+    "It is {target}. Let me search for it by name.",
+)
+_GENERIC = (
+    "I will start with a broad search for this kind of thing and narrow it down if needed.",
+    "Let me first try a general query.",
+)
+_HOP = (
+    "The result names {hop}. Now I need a fact about {hop}, so I will search for it.",
+    "So the answer depends on {hop}; I will look {hop} up next.",
+)
+_REFINE = (
+    "The results do not settle it; I will refine the query with more specific words.",
+    "That search was not specific enough. I will search again with a refined query.",
+)
+_ANSWER = (
+    "The search result states it: the answer is {answer}.",
+    "The information says {answer}, which answers the question.",
+    "According to the results, it is {answer}.",
+)
+_FREE = (
+    "The picture itself shows the answer, so no search is needed: {answer}.",
+    "I can see this directly in the image: {answer}.",
+)
+_GIVE_UP = (
+    "The searches did not turn up the information I need, so I cannot answer reliably.",
+    "Nothing in the results answers the question.",
+)
+
+
+class OraclePolicy(Policy):
+    """Plays each world question by its plan, through the real tools."""
+
+    name = "oracle"
+    max_batch_size = 256
+
+    def __init__(self, config: OracleConfig | None = None) -> None:
+        self.config = config or OracleConfig()
+
+    async def generate(self, conversations: Sequence[Conversation]) -> list[Generation]:
+        return [Generation(text=self._reply(c), finish_reason="stop") for c in conversations]
+
+    def _reply(self, conversation: Conversation) -> str:
+        question = conversation.question
+        plan = question.extra.get("plan") if question else None
+        if not plan:
+            raise PolicyError("the oracle plays only offline-world questions (records with a 'plan' field)")
+        rng = random.Random(f"{self.config.seed}:{question.id}:{_turn(conversation.messages)}")
+        decide = random.Random(f"{self.config.seed}:{question.id}")  # the same choices at every turn of an episode
+        crop_anyway = decide.random() < self.config.needless_crop
+        vague_first = decide.random() < self.config.vague_first
+        return render_action(self._next(plan, conversation.messages, rng, crop_anyway, vague_first))
+
+    def _next(
+        self, plan: dict, messages: list[Message], rng: random.Random, crop_anyway: bool, vague_first: bool
+    ) -> Action:
+        skill = plan["skill"]
+        if skill == "search_free":
+            return Action(ActionKind.ANSWER, plan["answer"], rng.choice(_FREE).format(answer=plan["answer"]))
+        if messages and messages[0].text != system_prompt():
+            # A tool-free workflow (direct answer, or RAG with fixed searches): the oracle is only a reader.
+            context = "\n".join(m.text for m in messages if m.role == "user")
+            if _mentions(context, plan["answer"]):
+                return Action(ActionKind.ANSWER, plan["answer"], rng.choice(_ANSWER).format(answer=plan["answer"]))
+            return _give_up(rng)
+        done = [
+            (m.action, messages[i + 1].text if i + 1 < len(messages) else "")
+            for i, m in enumerate(messages)
+            if m.role == "assistant" and m.action is not None
+        ]
+        if not done:
+            if skill == "crop_search":
+                return Action(ActionKind.CROP_SEARCH, plan["crop"], rng.choice(_CROP).format(crop=plan["crop"]))
+            if crop_anyway:
+                crop = "the object in the centre"
+                return Action(ActionKind.CROP_SEARCH, crop, rng.choice(_CROP).format(crop=crop))
+            return Action(ActionKind.IMAGE_SEARCH, "", rng.choice(_LOOK))
+
+        target = plan["target"]
+        last_action, last_seen = done[-1]
+        queries = [a.query for a, _ in done if a.kind is ActionKind.TEXT_SEARCH]
+        what = plan.get("what", "facts")
+        if last_action.kind.is_image:
+            if not _mentions(last_seen, target):
+                return _give_up(rng)
+            if skill == "refine":  # the name alone: a namesake makes it ambiguous
+                return Action(ActionKind.TEXT_SEARCH, plan["vague_query"], rng.choice(_VAGUE).format(target=target))
+            if vague_first:  # a generic query that forgets the name; the refined one follows
+                return Action(ActionKind.TEXT_SEARCH, f"{plan['kind']} {what}", rng.choice(_GENERIC))
+            return Action(
+                ActionKind.TEXT_SEARCH, plan["query"], rng.choice(_IDENTIFIED).format(target=target, what=what)
+            )
+
+        if skill == "multi_hop" and plan["hop_query"] not in queries:
+            if _mentions(last_seen, plan["hop_name"]):
+                return Action(ActionKind.TEXT_SEARCH, plan["hop_query"], rng.choice(_HOP).format(hop=plan["hop_name"]))
+            return self._refine_or_give_up(plan["query"], queries, rng)
+        answer = plan["answer"]
+        twin = plan.get("twin_value")
+        # After the name alone, a namesake's page may answer too: then only a refined query settles it.
+        ambiguous = (
+            last_action.query == plan.get("vague_query") and twin and twin != answer and _mentions(last_seen, twin)
+        )
+        if _mentions(last_seen, answer) and not ambiguous:
+            return Action(ActionKind.ANSWER, answer, rng.choice(_ANSWER).format(answer=answer))
+        final_query = plan["hop_query"] if skill == "multi_hop" else plan["query"]
+        return self._refine_or_give_up(final_query, queries, rng)
+
+    def _refine_or_give_up(self, query: str, asked: list[str], rng: random.Random) -> Action:
+        for candidate in (query, f"{query} facts"):
+            if candidate not in asked:
+                return Action(ActionKind.TEXT_SEARCH, candidate, rng.choice(_REFINE))
+        return _give_up(rng)
+
+
+def _give_up(rng: random.Random) -> Action:
+    return Action(ActionKind.ANSWER, GIVE_UP_ANSWER, rng.choice(_GIVE_UP))
+
+
+def _turn(messages: list[Message]) -> int:
+    return sum(m.role == "assistant" for m in messages)
+
+
+def _mentions(text: str, phrase: str) -> bool:
+    return re.search(r"(?<!\w)" + re.escape(phrase.lower()) + r"(?!\w)", text.lower()) is not None
