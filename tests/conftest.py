@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from deepmmsearch.tools import ToolsConfig
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 
@@ -80,6 +82,12 @@ def _completion(body: dict, text: str) -> dict:
     }
 
 
+@pytest.fixture(autouse=True)
+def _private_cache_dir(tmp_path_factory, monkeypatch):
+    """Keep every test's caches (tool cache, default indexes) out of the user's ~/.cache."""
+    monkeypatch.setenv("DMMS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "dmms-cache"))
+
+
 @pytest.fixture
 def fake_openai() -> Iterator[FakeOpenAI]:
     fake = FakeOpenAI()
@@ -90,6 +98,28 @@ def fake_openai() -> Iterator[FakeOpenAI]:
     yield fake
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory) -> Path:
+    """A small offline world (24 pictured entities) with its knowledge base, built once per test session."""
+    from deepmmsearch.world.build import WorldConfig, build_world, index_world
+
+    out = tmp_path_factory.mktemp("world")
+    build_world(out, WorldConfig(seed=0, entities=24))
+    index_world(out, show_progress=False)
+    return out
+
+
+def memory_tools(kb: Path) -> ToolsConfig:
+    """The in-memory tools over a small knowledge base: fast, and no cache between tests."""
+    return ToolsConfig(text_search="memory", image_search="memory", grounder="none", summarizer="list", kb=str(kb),
+                       no_cache=True)
+
+
+@pytest.fixture
+def example_tools(example_kb: Path) -> ToolsConfig:
+    return memory_tools(example_kb)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from deepmmsearch.policies.base import Generation, Policy
 from deepmmsearch.policies.scripted import ScriptedPolicy
 from deepmmsearch.protocol import Rules, StopReason
 from deepmmsearch.records import Question, Trajectory
-from deepmmsearch.tools import Box, Toolbox, ToolboxConfig, ToolsConfig, build_toolbox
+from deepmmsearch.tools import Box, Toolbox, ToolboxConfig, build_toolbox
 from deepmmsearch.tools.base import TextSearchBackend
 from deepmmsearch.tools.memory import MemoryGrounder
 
@@ -27,8 +27,8 @@ def answer(a):
 
 
 @pytest.fixture
-def toolbox(example_kb):
-    return build_toolbox(ToolsConfig(kb=str(example_kb)))
+def toolbox(example_tools):
+    return build_toolbox(example_tools)
 
 
 @pytest.fixture

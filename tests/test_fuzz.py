@@ -10,7 +10,7 @@ from deepmmsearch.agent import Agent, AgentConfig
 from deepmmsearch.policies.base import Generation, Policy
 from deepmmsearch.protocol import Action, FormatError, Rules, StopReason, parse
 from deepmmsearch.records import Question, Trajectory
-from deepmmsearch.tools import ToolsConfig, build_toolbox
+from deepmmsearch.tools import build_toolbox
 
 PIECES = [
     "<reason>", "</reason>", "<answer>", "</answer>", "<text_search>", "</text_search>", "<img_search>",
@@ -72,8 +72,8 @@ class FuzzPolicy(Policy):
         return [Generation(random_output(self.rng)) for _ in conversations]
 
 
-def test_loop_survives_fuzzed_policies(example_kb):
-    toolbox = build_toolbox(ToolsConfig(kb=str(example_kb)))
+def test_loop_survives_fuzzed_policies(example_tools):
+    toolbox = build_toolbox(example_tools)
     agent = Agent(FuzzPolicy(7), toolbox, AgentConfig(rules=Rules(max_turns=8)))
     image = Image.new("RGB", (32, 32), "white")
     questions = [Question(id=f"f{i}", image="mem", question="What is it?") for i in range(300)]

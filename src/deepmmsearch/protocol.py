@@ -338,3 +338,45 @@ def render_observation(result: str, state: EpisodeState, rules: Rules) -> str:
 def render_error_feedback(message: str, state: EpisodeState, rules: Rules) -> str:
     """The user turn that answers an invalid reply: what was wrong and what may be done."""
     return f"Your last reply could not be used: {message}.\n\n{next_step_instruction(state, rules)}"
+
+
+# ---------------------------------------------------------------------------------------------- evaluation baselines
+# The paper's two tool-free baselines: answering directly, and the fixed RAG workflow (one whole-image search and
+# one text search on the question, always, then an answer). Their replies are parsed with :func:`parse` like any
+# other turn, so the same answer extraction serves every mode.
+
+DIRECT_SYSTEM_PROMPT = """You answer questions about an image from what you see and what you know; there are no \
+tools. Reply with your thinking inside <reason>...</reason>, then the final answer inside <answer>...</answer>. Keep \
+answers short: a name, a number, a date or a phrase. If you cannot tell, answer "{give_up}"."""
+
+RAG_SYSTEM_PROMPT = """You answer questions about an image. Search results about the image and about the question \
+are given to you inside <information>...</information>; use them when they help, ignore them when they do not. \
+Reply with your thinking inside <reason>...</reason>, then the final answer inside <answer>...</answer>. Keep answers \
+short: a name, a number, a date or a phrase. If nothing helps, answer "{give_up}"."""
+
+
+def direct_system_prompt() -> str:
+    """System prompt of the direct-answer baseline: no tools, <reason> then <answer>."""
+    return DIRECT_SYSTEM_PROMPT.format(give_up=GIVE_UP_ANSWER)
+
+
+def direct_prompt(question: str) -> str:
+    """The single user turn of the direct-answer baseline."""
+    return f"Question: {question}\n\nReply with <reason>...</reason> and then <answer>...</answer>."
+
+
+def rag_system_prompt() -> str:
+    """System prompt of the RAG-workflow baseline."""
+    return RAG_SYSTEM_PROMPT.format(give_up=GIVE_UP_ANSWER)
+
+
+def rag_prompts(question: str, image_info: str, text_info: str) -> tuple[str, str]:
+    """The two user turns of the RAG workflow: the question with the image-search result, then the text-search
+    result with the instruction to answer. Two turns, so that each carries exactly one tool result."""
+    first = f"Question: {question}\n\n<information>\n{neutralize(clean_text(image_info)).strip()}\n</information>"
+    second = (
+        f"<information>\n{neutralize(clean_text(text_info)).strip()}\n</information>\n\n"
+        "Above are what an image search found about the image and what a web search found about the question. "
+        "Reply with <reason>...</reason> and then <answer>...</answer>."
+    )
+    return first, second

@@ -194,6 +194,18 @@ def read_questions(path: str | Path) -> list[Question]:
     return questions
 
 
+def trim_torn_tail(path: str | Path) -> None:
+    """Cut a last line that a killed writer left unfinished, so that appending can resume cleanly."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as f:
+        data = f.read()
+        if data.endswith(b"\n"):
+            return
+        f.truncate(data.rfind(b"\n") + 1)
+
+
 def append_jsonl(path: str | Path, records: Iterable[dict]) -> None:
     """Append records durably: each line is flushed and synced, so a crash loses at most the line in flight."""
     path = Path(path)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from deepmmsearch.agent import Agent, AgentConfig
 from deepmmsearch.images import load_image
 from deepmmsearch.policies import OpenAIConfig, Policy, SamplingConfig, load_policy
+from deepmmsearch.policies.hf import HFConfig
 from deepmmsearch.records import Question, Trajectory
 from deepmmsearch.tools import ToolsConfig, build_toolbox
 
@@ -23,12 +24,17 @@ class RunConfig:
     tools: ToolsConfig = field(default_factory=ToolsConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     openai: OpenAIConfig = field(default_factory=OpenAIConfig)
+    hf: HFConfig = field(default_factory=HFConfig)
+
+    def load_policy(self, model: str | Policy) -> Policy:
+        """The policy a model spec names, built with this config's settings (a ready policy is kept)."""
+        return model if isinstance(model, Policy) else load_policy(model, self.sampling, self.openai, self.hf)
 
 
 def build_agent(model: str | Policy, config: RunConfig | None = None) -> Agent:
     """An agent for a model spec (or a ready policy) with the tools the config names."""
     config = config or RunConfig()
-    policy = model if isinstance(model, Policy) else load_policy(model, config.sampling, config.openai)
+    policy = config.load_policy(model)
     return Agent(policy, build_toolbox(config.tools), config.agent)
 
 

@@ -3,7 +3,19 @@
 Thin by design: commands parse flags, wire components together and print; the work happens elsewhere.
 """
 
-from deepmmsearch.cli import ask, search  # noqa: F401 - each registers its commands
+# Each import registers its commands on the shared app.
+from deepmmsearch.cli import (  # noqa: F401
+    ask,
+    data,
+    eval,
+    fetch,
+    kb,
+    model,
+    search,
+    search_image,
+    serve,
+    world,
+)
 from deepmmsearch.cli.app import app, main
 
 __all__ = ["app", "main"]

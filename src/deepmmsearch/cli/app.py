@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -77,6 +78,25 @@ ImageSearchOpt = Annotated[str | None, typer.Option("--image-search", help="Imag
 GrounderOpt = Annotated[str | None, typer.Option("--grounder", help="Grounding backend for crop search.")]
 KbOpt = Annotated[Path | None, typer.Option("--kb", help="Knowledge-base folder for local search backends.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON records instead of text.")]
+AllowPrivateOpt = Annotated[
+    bool,
+    typer.Option("--allow-private", help="Let page fetching reach loopback and private addresses (local development)."),
+]
+
+
+@contextlib.contextmanager
+def progress_callbacks(description: str) -> Iterator[tuple[Callable[[int, int], None], Callable[[Any], None]]]:
+    """A progress bar on stderr, driven by ``on_start(total, already_done)`` and ``on_done(item)`` callbacks."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=stderr_console(), transient=True) as progress:
+        task = progress.add_task(description, total=None)
+
+        def on_start(total: int, done: int) -> None:
+            progress.update(task, total=total, completed=done)
+
+        yield on_start, lambda _: progress.advance(task)
 
 
 def run_config_from(config: Path | None, **overrides: Any) -> Any:

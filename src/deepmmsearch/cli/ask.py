@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from deepmmsearch.cli.app import (
+    AllowPrivateOpt,
     ConfigOpt,
     GrounderOpt,
     ImageSearchOpt,
@@ -41,6 +42,8 @@ def ask(
     max_tool_calls: Annotated[int | None, typer.Option(help="Tool calls per episode.")] = None,
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature (0 is greedy).")] = None,
     as_json: JsonOpt = False,
+    allow_private: AllowPrivateOpt = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Call every search backend afresh.")] = False,
 ) -> None:
     """Answer a question about an image, searching as needed; prints the answer (--json: the trajectory)."""
     from deepmmsearch.protocol import StopReason
@@ -55,6 +58,8 @@ def ask(
             "tools.image_search": image_search,
             "tools.grounder": grounder,
             "tools.kb": kb,
+            "tools.web.allow_private": allow_private or None,  # None keeps the config file's value
+            "tools.no_cache": no_cache or None,
             "agent.rules.max_turns": max_turns,
             "agent.rules.max_tool_calls": max_tool_calls,
             "sampling.temperature": temperature,

@@ -2,19 +2,30 @@
 
 - ``openai:MODEL[@BASE_URL]``: an OpenAI-compatible chat-completions server;
 - ``script:FILE``: replays the replies in a JSON file;
-- more kinds (``hf:``, ``oracle``) register here as they are built.
+- ``hf:PATH_OR_ID``: a local transformers VLM of the Qwen2.5-VL family;
+- ``oracle``: the offline world's teacher, which plays each world question by its plan through the tools.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from deepmmsearch.errors import ConfigError
 from deepmmsearch.policies.base import Conversation, Generation, Policy
 from deepmmsearch.policies.openai_api import OpenAIConfig, SamplingConfig
 
-SPEC_KINDS = ("openai:MODEL[@BASE_URL]", "script:FILE")
+if TYPE_CHECKING:
+    from deepmmsearch.policies.hf import HFConfig
+
+SPEC_KINDS = ("openai:MODEL[@BASE_URL]", "script:FILE", "hf:PATH_OR_ID", "oracle")
 
 
-def load_policy(spec: str, sampling: SamplingConfig | None = None, openai_config: OpenAIConfig | None = None) -> Policy:
+def load_policy(
+    spec: str,
+    sampling: SamplingConfig | None = None,
+    openai_config: OpenAIConfig | None = None,
+    hf_config: HFConfig | None = None,
+) -> Policy:
     """Build the policy a SPEC names; an unknown kind is an error that lists the known ones."""
     kind, _, rest = spec.partition(":")
     if kind == "openai" and rest:
@@ -26,6 +37,14 @@ def load_policy(spec: str, sampling: SamplingConfig | None = None, openai_config
         from deepmmsearch.policies.scripted import ScriptedPolicy
 
         return ScriptedPolicy.from_file(rest)
+    if kind == "hf" and rest:
+        from deepmmsearch.policies.hf import HFPolicy
+
+        return HFPolicy(rest, sampling, hf_config)
+    if spec == "oracle":
+        from deepmmsearch.policies.oracle import OraclePolicy
+
+        return OraclePolicy()
     raise ConfigError(f"unknown model spec {spec!r}; use one of: {', '.join(SPEC_KINDS)}")
 
 

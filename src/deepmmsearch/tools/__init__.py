@@ -7,6 +7,7 @@ An unknown name is an error that lists the known ones, never a silent fallback.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,20 +21,39 @@ from deepmmsearch.tools.base import (
     TextHit,
     TextSearchBackend,
 )
+from deepmmsearch.tools.cache import ToolCache, default_cache_path
 from deepmmsearch.tools.toolbox import Toolbox, ToolboxConfig
+from deepmmsearch.web.config import WebConfig
 
 
 @dataclass
 class ToolsConfig:
     """Which backend serves each tool, and where their data lives."""
 
-    text_search: str = field(default="memory", metadata={"help": "text search backend"})
-    image_search: str = field(default="memory", metadata={"help": "image search backend"})
-    grounder: str = field(default="none", metadata={"help": "grounding backend for crop search"})
-    summarizer: str = field(default="list", metadata={"help": "how hits are condensed for the model"})
-    kb: str | None = field(default=None, metadata={"help": "knowledge-base folder for local backends"})
+    text_search: str = field(default="local", metadata={"help": "text search backend"})
+    image_search: str = field(default="local", metadata={"help": "image search backend"})
+    grounder: str = field(default="local", metadata={"help": "grounding backend for crop search"})
+    summarizer: str = field(default="extractive", metadata={"help": "how hits are condensed for the model"})
+    summarizer_model: str | None = field(
+        default=None, metadata={"help": "llm summarizer: MODEL[@BASE_URL] (default gpt-4o-mini on OpenAI)"}
+    )
+    kb: str | None = field(
+        default=None, metadata={"help": "knowledge-base folder; None = the default Wikipedia one (local backends)"}
+    )
+    retrieval: str = field(default="hybrid", metadata={"help": "local text search: hybrid, bm25 or dense"})
     k: int = field(default=5, metadata={"help": "hits per search"})
     timeout_s: float = field(default=30.0, metadata={"help": "per tool call"})
+    grounder_model: str | None = field(
+        default=None, metadata={"help": "grounding-dino/owlv2: local folder or hub id (default: the base model)"}
+    )
+    cache_path: str | None = field(
+        default=None, metadata={"help": "SQLite tool cache (default: tools.sqlite in $DMMS_CACHE_DIR or ~/.cache)"}
+    )
+    cache_ttl_s: float = field(default=7 * 24 * 3600, metadata={"help": "cached results expire after (0: never)"})
+    no_cache: bool = field(default=False, metadata={"help": "call every backend afresh and cache nothing"})
+    web: WebConfig = field(
+        default_factory=WebConfig, metadata={"help": "web backends: endpoints, page reading, limits, safety"}
+    )
 
 
 def _memory_text(config: ToolsConfig) -> TextSearchBackend:
@@ -60,10 +80,32 @@ def _list_summarizer(config: ToolsConfig) -> Summarizer:
     return ListSummarizer()
 
 
-TEXT_SEARCH_BACKENDS: dict[str, Any] = {"memory": _memory_text}
-IMAGE_SEARCH_BACKENDS: dict[str, Any] = {"memory": _memory_image}
-GROUNDERS: dict[str, Any] = {"none": _no_grounder}
-SUMMARIZERS: dict[str, Any] = {"list": _list_summarizer}
+TEXT_SEARCH_BACKENDS: dict[str, Any] = {
+    "local": "deepmmsearch.tools.local:local_text_search",
+    "memory": _memory_text,
+    "serpapi": "deepmmsearch.web.backends:serpapi_text",
+    "brave": "deepmmsearch.web.backends:brave_text",
+    "searxng": "deepmmsearch.web.backends:searxng_text",
+    "duckduckgo": "deepmmsearch.web.backends:duckduckgo_text",
+    "tavily": "deepmmsearch.web.backends:tavily_text",
+}
+IMAGE_SEARCH_BACKENDS: dict[str, Any] = {
+    "local": "deepmmsearch.tools.local_image:local_image_search",
+    "memory": _memory_image,
+    "serpapi-lens": "deepmmsearch.web.backends:serpapi_lens",
+    "serpapi-reverse-image": "deepmmsearch.web.backends:serpapi_reverse_image",
+}
+GROUNDERS: dict[str, Any] = {
+    "none": _no_grounder,
+    "local": "deepmmsearch.tools.local_image:local_grounder",
+    "grounding-dino": "deepmmsearch.tools.detectors:grounding_dino",
+    "owlv2": "deepmmsearch.tools.detectors:owlv2",
+}
+SUMMARIZERS: dict[str, Any] = {
+    "extractive": "deepmmsearch.engine.summarize:extractive_summarizer",
+    "list": _list_summarizer,
+    "llm": "deepmmsearch.engine.summarize:llm_summarizer",
+}
 
 
 def _pick(registry: dict[str, Any], kind: str, name: str, config: ToolsConfig) -> Any:
@@ -84,7 +126,17 @@ def build_toolbox(config: ToolsConfig) -> Toolbox:
         grounder=_pick(GROUNDERS, "grounding", config.grounder, config),
         summarizer=_pick(SUMMARIZERS, "summarizer", config.summarizer, config),
         config=ToolboxConfig(k=config.k, timeout_s=config.timeout_s),
+        cache=_tool_cache(config),
     )
+
+
+def _tool_cache(config: ToolsConfig) -> ToolCache | None:
+    if config.no_cache:
+        return None
+    # Settings that change what a backend of a given name returns must separate its cache entries.
+    kb = os.path.abspath(config.kb) if config.kb else ""
+    namespace = f"kb={kb}|retrieval={config.retrieval}|summarizer_model={config.summarizer_model or ''}"
+    return ToolCache(config.cache_path or default_cache_path(), config.cache_ttl_s, namespace=namespace)
 
 
 __all__ = [
