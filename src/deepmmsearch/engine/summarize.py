@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +30,17 @@ class ExtractiveSummarizer(Summarizer):
 
     name = "extractive"
 
-    def __init__(self, text_sentences: int = 6, image_sentences: int = 4, embedder: Any = None) -> None:
+    def __init__(
+        self, text_sentences: int = 6, image_sentences: int = 4, embedder: Any = None, max_cached: int = 200_000
+    ) -> None:
         self.text_sentences = text_sentences
         self.image_sentences = image_sentences
         self._embedder = embedder
+        # The same passages come back again and again (a knowledge base is finite); embedding their sentences
+        # once instead of at every search makes summaries several times cheaper.
+        self._vectors: OrderedDict[str, Any] = OrderedDict()
+        self._max_cached = max_cached
+        self._lock = threading.Lock()
 
     async def summarize_text(self, question: str, query: str, hits: list[TextHit]) -> str:
         sources = [(h.title, h.url, h.text) for h in hits]
@@ -56,7 +65,7 @@ class ExtractiveSummarizer(Summarizer):
                 embedder = self._embedder = load_embedder()
             # The title goes with each sentence: "It was first lit in 1871" only matches a question about
             # the lighthouse through the page it comes from.
-            vectors = embedder.encode([f"{sources[j][0]}: {s}" for s, j in units], max_tokens=96)
+            vectors = self._embed(embedder, [f"{sources[j][0]}: {s}" for s, j in units])
             similarity = vectors @ embedder.encode_query(focus)
             # A small bonus for higher-ranked sources breaks near-ties the way the search engine ranked them.
             scored = [float(similarity[i]) - 0.01 * units[i][1] for i in range(len(units))]
@@ -67,6 +76,23 @@ class ExtractiveSummarizer(Summarizer):
             if picked:
                 lines.append(f"{title} ({url}): {' '.join(picked)}")
         return "\n".join(lines)
+
+
+    def _embed(self, embedder: Any, texts: list[str]) -> Any:
+        import numpy as np
+
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if missing:
+            fresh = embedder.encode(missing, max_tokens=96)
+            with self._lock:
+                for text, vector in zip(missing, fresh, strict=True):
+                    self._vectors[text] = vector
+                while len(self._vectors) > self._max_cached:
+                    self._vectors.popitem(last=False)
+        with self._lock:
+            return np.stack([self._vectors[t] if t in self._vectors else embedder.encode([t], max_tokens=96)[0]
+                             for t in texts])
 
 
 def extractive_summarizer(config: ToolsConfig) -> Summarizer:
