@@ -17,6 +17,7 @@ from deepmmsearch.errors import ContextLimitError, InputError, PolicyError
 from deepmmsearch.images import load_image
 from deepmmsearch.policies.base import Conversation, Generation, Policy
 from deepmmsearch.protocol import (
+    Action,
     ActionKind,
     EpisodeState,
     FormatError,
@@ -46,6 +47,24 @@ class AgentConfig:
 
 
 MessageHook = Callable[[Trajectory, Message], None]
+
+
+def assistant_message(
+    text: str, parsed: Action | FormatError, error: str | None, generation: Generation, latency: float
+) -> Message:
+    """The trajectory's record of one reply: its text, what it parsed to, why it was refused, and its cost."""
+    return Message(
+        "assistant",
+        text,
+        action=None if isinstance(parsed, FormatError) else parsed,
+        error=error,
+        latency_s=latency,
+        prompt_tokens=generation.prompt_tokens,
+        completion_tokens=generation.completion_tokens,
+        token_ids=generation.token_ids,
+        logprobs=generation.logprobs,
+        finish_reason=generation.finish_reason,
+    )
 
 
 class _ObservedList(list):
@@ -222,17 +241,8 @@ class Agent:
             text = clean_text(generation.text)
             parsed = parse(text, rules)
             violation = rule_violation(parsed, state, rules) if not isinstance(parsed, FormatError) else None
-            reply = Message(
-                "assistant",
-                text,
-                action=None if isinstance(parsed, FormatError) else parsed,
-                error=parsed.message if isinstance(parsed, FormatError) else violation,
-                latency_s=latency,
-                prompt_tokens=generation.prompt_tokens,
-                completion_tokens=generation.completion_tokens,
-                token_ids=generation.token_ids,
-                logprobs=generation.logprobs,
-                finish_reason=generation.finish_reason,
+            reply = assistant_message(
+                text, parsed, parsed.message if isinstance(parsed, FormatError) else violation, generation, latency
             )
             messages.append(reply)
 

@@ -99,6 +99,25 @@ def progress_callbacks(description: str) -> Iterator[tuple[Callable[[int, int], 
         yield on_start, lambda _: progress.advance(task)
 
 
+def tool_overrides(
+    text_search: str | None = None,
+    image_search: str | None = None,
+    grounder: str | None = None,
+    kb: Path | None = None,
+    allow_private: bool = False,
+    no_cache: bool = False,
+) -> dict[str, Any]:
+    """Dotted-key overrides of the ``tools`` section from the shared flags; a flag not given keeps the config's."""
+    return {
+        "tools.text_search": text_search,
+        "tools.image_search": image_search,
+        "tools.grounder": grounder,
+        "tools.kb": kb,
+        "tools.web.allow_private": allow_private or None,
+        "tools.no_cache": no_cache or None,
+    }
+
+
 def run_config_from(config: Path | None, **overrides: Any) -> Any:
     from deepmmsearch.config import load_config
     from deepmmsearch.runner import RunConfig

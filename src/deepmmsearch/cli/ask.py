@@ -20,6 +20,7 @@ from deepmmsearch.cli.app import (
     app,
     run_config_from,
     stderr_console,
+    tool_overrides,
     user_errors,
 )
 from deepmmsearch.errors import DmmsError
@@ -53,13 +54,15 @@ def ask(
         raise typer.BadParameter("give a model SPEC, e.g. --model openai:gpt-4o", param_hint="--model")
     run_config = run_config_from(
         config,
+        **tool_overrides(
+            text_search=text_search,
+            image_search=image_search,
+            grounder=grounder,
+            kb=kb,
+            allow_private=allow_private,
+            no_cache=no_cache,
+        ),
         **{
-            "tools.text_search": text_search,
-            "tools.image_search": image_search,
-            "tools.grounder": grounder,
-            "tools.kb": kb,
-            "tools.web.allow_private": allow_private or None,  # None keeps the config file's value
-            "tools.no_cache": no_cache or None,
             "agent.rules.max_turns": max_turns,
             "agent.rules.max_tool_calls": max_tool_calls,
             "sampling.temperature": temperature,

@@ -19,6 +19,7 @@ from deepmmsearch.cli.app import (
     app,
     progress_callbacks,
     run_config_from,
+    tool_overrides,
     user_errors,
 )
 
@@ -55,13 +56,8 @@ def build(
         raise typer.BadParameter("must be at least 1", param_hint="--workers")
     run_config = run_config_from(
         config,
-        **{
-            "tools.text_search": text_search,
-            "tools.image_search": image_search,
-            "tools.grounder": grounder,
-            "tools.kb": kb,
-            "agent.max_concurrent_episodes": workers,
-        },
+        **tool_overrides(text_search=text_search, image_search=image_search, grounder=grounder, kb=kb),
+        **{"agent.max_concurrent_episodes": workers},
     )
     data_config = DataBuildConfig(size=size, search_share=search_share, classifier=classifier)
     records = read_questions(questions)

@@ -20,6 +20,7 @@ from deepmmsearch.cli.app import (
     app,
     progress_callbacks,
     run_config_from,
+    tool_overrides,
     user_errors,
 )
 
@@ -71,12 +72,7 @@ def eval_command(
     )
     run_config = run_config_from(
         config,
-        **{
-            "tools.text_search": text_search,
-            "tools.image_search": image_search,
-            "tools.grounder": grounder,
-            "tools.kb": kb,
-        },
+        **tool_overrides(text_search=text_search, image_search=image_search, grounder=grounder, kb=kb),
     )
     records = read_questions(questions) if questions is not None else load_benchmark(benchmark or "", data_dir or "")
     report = asyncio.run(_run_with_progress(records, model, out, eval_config, run_config))

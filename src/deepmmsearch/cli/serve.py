@@ -16,6 +16,7 @@ from deepmmsearch.cli.app import (
     app,
     run_config_from,
     stderr_console,
+    tool_overrides,
     user_errors,
 )
 
@@ -64,13 +65,9 @@ def serve(
     serve_config.api_key()  # a missing key is a one-line error now, before any model is built
     run_config = run_config_from(
         config,
-        **{
-            "tools.text_search": text_search,
-            "tools.image_search": image_search,
-            "tools.grounder": grounder,
-            "tools.kb": kb,
-            "tools.no_cache": no_cache or None,  # None keeps the config file's value
-        },
+        **tool_overrides(
+            text_search=text_search, image_search=image_search, grounder=grounder, kb=kb, no_cache=no_cache
+        ),
     )
     agent = build_agent(model, run_config)
     web_app = create_app(agent, serve_config)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from PIL import Image
 
-from deepmmsearch.agent import Agent, AgentConfig, GenerationBatcher
+from deepmmsearch.agent import Agent, AgentConfig, GenerationBatcher, assistant_message
 from deepmmsearch.errors import ContextLimitError, InputError, PolicyError
 from deepmmsearch.images import load_image
 from deepmmsearch.policies.base import Conversation, Policy
@@ -154,20 +154,7 @@ async def _answer_turn(
         error = parsed.message
     elif parsed.kind is not ActionKind.ANSWER:
         error = "no tools in this mode; the reply must end with <answer>...</answer>"
-    trajectory.messages.append(
-        Message(
-            "assistant",
-            text,
-            action=None if isinstance(parsed, FormatError) else parsed,
-            error=error,
-            latency_s=latency,
-            prompt_tokens=generation.prompt_tokens,
-            completion_tokens=generation.completion_tokens,
-            token_ids=generation.token_ids,
-            logprobs=generation.logprobs,
-            finish_reason=generation.finish_reason,
-        )
-    )
+    trajectory.messages.append(assistant_message(text, parsed, error, generation, latency))
     if error is not None:
         if isinstance(parsed, FormatError):
             trajectory.format_errors += 1
