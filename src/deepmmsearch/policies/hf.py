@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deepmmsearch.errors import ContextLimitError, PolicyError
-from deepmmsearch.models.chat import EOS_TOKEN, PAD_TOKEN
+from deepmmsearch.models.chat import EOS_TOKEN, IMAGE_TOKEN, PAD_TOKEN, VIDEO_TOKEN, VISION_START_TOKEN
 from deepmmsearch.models.encoding import encode_conversation, image_inputs
 from deepmmsearch.policies.base import Conversation, Generation, Policy
 from deepmmsearch.policies.openai_api import SamplingConfig
@@ -83,6 +83,9 @@ class HFPolicy(Policy):
         tokenizer = self.processor.tokenizer
         self.stop_ids = {tokenizer.convert_tokens_to_ids(EOS_TOKEN), tokenizer.convert_tokens_to_ids(PAD_TOKEN)}
         self.pad_id = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
+        # A sampled image placeholder would be re-read next turn as an image slot with no image (transformers'
+        # rope index then fails); undertrained models do sample them, so they are never drawn.
+        self.banned_ids = [tokenizer.convert_tokens_to_ids(t) for t in (IMAGE_TOKEN, VIDEO_TOKEN, VISION_START_TOKEN)]
         self.max_context = int(self.model.config.text_config.max_position_embeddings)
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._images: dict[str, tuple[Any, dict[str, Any]]] = {}  # per episode: (image, its processed inputs)
@@ -281,6 +284,8 @@ class HFPolicy(Policy):
         from transformers import TemperatureLogitsWarper, TopPLogitsWarper
 
         logprobs = torch.log_softmax(logits, dim=-1)
+        logits = logits.clone()
+        logits[:, self.banned_ids] = float("-inf")
         if self.sampling.temperature == 0:
             chosen = logits.argmax(dim=-1)
         else:
