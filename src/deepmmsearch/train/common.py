@@ -1,0 +1,149 @@
+"""What SFT and GRPO share: the trainable model, resuming, the final save and the metrics log.
+
+Imports torch, transformers and peft inside functions only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from deepmmsearch.errors import ConfigError
+from deepmmsearch.records import read_jsonl, trim_torn_tail
+from deepmmsearch.train.config import LoraSettings
+
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+FINAL_DIR = "final"
+
+
+def device_and_precision(device: str, dtype: str) -> tuple[bool, bool, str]:
+    """``(use_cpu, bf16, model dtype)`` for a config's device and dtype names."""
+    import torch
+
+    use_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    if device not in ("auto", "cpu"):
+        raise ConfigError(f"unknown training device {device!r}; use auto or cpu (Accelerate places the processes)")
+    if dtype == "auto":
+        dtype = "float32" if use_cpu else "bfloat16"
+    if dtype not in ("float32", "bfloat16"):
+        raise ConfigError(f"unknown training dtype {dtype!r}; use auto, float32 or bfloat16")
+    return use_cpu, dtype == "bfloat16", dtype
+
+
+def world_size() -> int:
+    """Processes in this run (set by ``accelerate launch`` or ``torchrun``; 1 otherwise)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def trainable_model(path: str, dtype: str, lora: LoraSettings, train_vision: bool = False) -> tuple[Any, Any]:
+    """``(model, processor)`` ready to train: vision tower and projector frozen (unless ``train_vision``, for models
+    built from scratch, whose vision weights are random); LoRA on the LM or the whole LM."""
+    from deepmmsearch.models.build import load_model
+
+    if not path:
+        raise ConfigError("no model to train: set model: in the config or pass --model DIR")
+    model, processor = load_model(path, dtype, "cpu")  # the Trainer moves it to its device
+    # The projector (visual.merger) lives inside the vision tower in Qwen2.5-VL: one switch freezes both.
+    for parameter in model.model.visual.parameters():
+        parameter.requires_grad = train_vision
+    if lora.enabled:
+        from peft import LoraConfig, get_peft_model
+
+        peft_config = LoraConfig(
+            r=lora.rank,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, peft_config)
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ConfigError(f"lora.target_modules {lora.target_modules!r} matches no layer of {path}")
+    model.train()
+    return model, processor
+
+
+def trainable_names(model: Any) -> list[str]:
+    """Names of the parameters that the optimizer updates."""
+    return [name for name, p in model.named_parameters() if p.requires_grad]
+
+
+def resume_checkpoint(out: str | Path, resume: bool) -> str | None:
+    """The checkpoint to continue from when resuming (None: start afresh), and the metrics log trimmed to it."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = Path(out)
+    checkpoint = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
+    metrics = out / METRICS_FILE
+    if metrics.is_file():
+        trim_torn_tail(metrics)
+        if checkpoint is None:
+            metrics.unlink()  # a fresh run starts a fresh log
+        else:
+            # Steps logged after the checkpoint will be trained and logged again: keep each step once.
+            step = int(Path(checkpoint).name.rsplit("-", 1)[-1])
+            kept = [r for r in read_jsonl(metrics) if r.get("step", 0) <= step]
+            metrics.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+    return checkpoint
+
+
+def save_final(trainer: Any, processor: Any, out: str | Path) -> Path:
+    """Save the trained model, LoRA merged in, with its processor to ``out/final``: loadable as ``hf:OUT/final``."""
+    final = Path(out) / FINAL_DIR
+    trainer.accelerator.wait_for_everyone()
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if trainer.accelerator.is_main_process:
+        if hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        model.save_pretrained(final)
+        processor.save_pretrained(final)
+    trainer.accelerator.wait_for_everyone()
+    return final
+
+
+def make_metrics_logger(out: str | Path, extra: Callable[[], dict[str, float]] | None = None) -> Any:
+    """A TrainerCallback that writes every log (plus ``extra()``, e.g. rollout metrics) to JSONL and TensorBoard."""
+    from transformers import TrainerCallback
+
+    out = Path(out)
+
+    class MetricsLogger(TrainerCallback):
+        def __init__(self) -> None:
+            self.writer: Any = None
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+            if not state.is_world_process_zero or not logs:
+                return
+            record = {"step": state.global_step, **logs, **(extra() if extra else {})}
+            record = {k: v for k, v in record.items() if not (isinstance(v, float) and math.isnan(v))}
+            out.mkdir(parents=True, exist_ok=True)
+            with (out / METRICS_FILE).open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            if self.writer is None:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(out / TENSORBOARD_DIR))
+            for key, value in record.items():
+                if key != "step" and isinstance(value, int | float) and not isinstance(value, bool):
+                    self.writer.add_scalar(key, value, state.global_step)
+            self.writer.flush()
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+
+    return MetricsLogger()
+
+
+def read_metrics(out: str | Path) -> list[dict]:
+    """The records of a run's metrics log, in order."""
+    path = Path(out) / METRICS_FILE
+    return list(read_jsonl(path)) if path.is_file() else []

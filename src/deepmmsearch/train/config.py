@@ -1,0 +1,217 @@
+"""The configs of ``dmms train sft`` and ``dmms train grpo``, and their one mapping onto TRL's arguments.
+
+Our dataclasses say what a run is in the paper's terms (global batch, group size, LoRA on the language model);
+:func:`sft_args` and :func:`grpo_args` derive TRL's per-device knobs from them in one place. No heavy imports at
+module level: the CLI reads these configs before it decides to import torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from deepmmsearch.agent import AgentConfig
+from deepmmsearch.errors import ConfigError
+from deepmmsearch.tools import ToolsConfig
+
+# Every linear layer of the language model's blocks, and none of the vision tower's (whose MLP shares the names
+# gate_proj/up_proj/down_proj) nor the projector's: PEFT matches a string target as a full-name regex.
+LANGUAGE_MODEL_LINEARS = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapters (PEFT) on the language model; the vision tower and projector stay frozen either way."""
+
+    enabled: bool = field(default=True, metadata={"help": "train LoRA adapters; false: full fine-tuning of the LM"})
+    rank: int = field(default=8, metadata={"help": "adapter rank (the paper: 8)"})
+    alpha: int = field(default=16, metadata={"help": "adapter scale numerator (scale = alpha / rank)"})
+    dropout: float = field(default=0.05, metadata={"help": "dropout on the adapter input"})
+    target_modules: str = field(
+        default=LANGUAGE_MODEL_LINEARS, metadata={"help": "regex over module names that get adapters"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.rank < 1:
+            raise ValueError(f"lora.rank must be at least 1, got {self.rank}")
+
+
+@dataclass
+class TrainSFTConfig:
+    """Supervised cold start on the conversations of ``dmms data build`` (loss on the assistant's tokens only)."""
+
+    model: str = field(default="", metadata={"help": "model folder or hub id to start from (Qwen2.5-VL family)"})
+    data: str = field(default="", metadata={"help": "output folder of `dmms data build` (or its sft/ dataset)"})
+    out: str = field(default="runs/sft", metadata={"help": "run folder: checkpoints, logs and final/ (the model)"})
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    train_vision: bool = field(
+        default=False,
+        metadata={"help": "also train the vision tower and projector: only for a model built from scratch (random)"},
+    )
+    epochs: float = field(default=3.0, metadata={"help": "passes over the data"})
+    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: epochs decide)"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate"})
+    lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "share of the steps spent warming up"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    global_batch_size: int = field(default=8, metadata={"help": "conversations per optimizer step, all devices"})
+    per_device_batch_size: int = field(default=1, metadata={"help": "conversations per forward pass per device"})
+    max_length: int = field(default=8192, metadata={"help": "longer conversations are left out (never cut)"})
+    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16 or float32"})
+    device: str = field(default="auto", metadata={"help": "auto or cpu"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
+    limit: int | None = field(default=None, metadata={"help": "train on the first N conversations only"})
+    seed: int = field(default=0, metadata={"help": "data order and initialization seed"})
+    logging_steps: int = field(default=1, metadata={"help": "log every N optimizer steps"})
+    save_steps: int = field(default=50, metadata={"help": "checkpoint every N optimizer steps"})
+    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept (older ones are deleted)"})
+
+    def __post_init__(self) -> None:
+        _check_batch(self.global_batch_size, self.per_device_batch_size)
+        for name in ("logging_steps", "save_steps", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass
+class RewardSettings:
+    """Reward = judge_weight x judge + format_weight x format (the paper: 0.9 and 0.1)."""
+
+    judge_weight: float = field(default=0.9, metadata={"help": "weight of the judge's verdict"})
+    format_weight: float = field(default=0.1, metadata={"help": "weight of the format term"})
+    metric: str = field(default="rule", metadata={"help": "judge: rule (offline) or llm (needs judge_model)"})
+    judge_model: str | None = field(default=None, metadata={"help": "MODEL[@BASE_URL] of the llm judge"})
+
+    def __post_init__(self) -> None:
+        if self.metric == "llm" and not self.judge_model:
+            raise ValueError("reward.metric llm needs reward.judge_model MODEL[@BASE_URL]")
+
+
+@dataclass
+class TrainGRPOConfig:
+    """Online GRPO: rollouts run our agent loop with real tools; tool-result tokens carry no loss."""
+
+    model: str = field(default="", metadata={"help": "model folder to start from (usually an SFT run's final/)"})
+    questions: str = field(default="", metadata={"help": "question records (JSONL) to roll out on"})
+    out: str = field(default="runs/grpo", metadata={"help": "run folder: checkpoints, logs and final/ (the model)"})
+    lora: LoraSettings = field(default_factory=lambda: LoraSettings(enabled=False))
+    train_vision: bool = field(
+        default=False,
+        metadata={"help": "also train the vision tower and projector: only for a model built from scratch (random)"},
+    )
+    tools: ToolsConfig = field(default_factory=ToolsConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    reward: RewardSettings = field(default_factory=RewardSettings)
+    num_generations: int = field(default=8, metadata={"help": "rollouts per question (the group)"})
+    questions_per_step: int = field(default=1, metadata={"help": "questions per optimizer step, all devices"})
+    per_device_batch_size: int = field(default=8, metadata={"help": "rollouts per forward pass per device"})
+    beta: float = field(default=0.001, metadata={"help": "KL coefficient against the reference model"})
+    epsilon: float = field(default=0.2, metadata={"help": "PPO-style ratio clip"})
+    scale_rewards: str = field(
+        default="none", metadata={"help": "none (advantage = reward - group mean, as the paper), group or batch"}
+    )
+    loss_type: str = field(default="grpo", metadata={"help": "TRL loss aggregation: grpo, dr_grpo, dapo, bnpo"})
+    learning_rate: float = field(default=2e-6, metadata={"help": "peak learning rate"})
+    warmup_steps: int = field(default=45, metadata={"help": "linear warm-up steps"})
+    lr_scheduler: str = field(default="constant_with_warmup", metadata={"help": "transformers scheduler name"})
+    max_steps: int = field(default=-1, metadata={"help": "optimizer steps (-1: epochs decide)"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the questions"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of rollouts"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling of rollouts"})
+    max_new_tokens: int = field(default=8192, metadata={"help": "longest reply per turn"})
+    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16 or float32"})
+    device: str = field(default="auto", metadata={"help": "auto or cpu"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
+    limit: int | None = field(default=None, metadata={"help": "use the first N questions only"})
+    seed: int = field(default=0, metadata={"help": "data order and sampling seed"})
+    logging_steps: int = field(default=1, metadata={"help": "log every N optimizer steps"})
+    save_steps: int = field(default=50, metadata={"help": "checkpoint every N optimizer steps"})
+    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept (older ones are deleted)"})
+
+    def __post_init__(self) -> None:
+        if self.num_generations < 2:
+            raise ValueError(f"num_generations must be at least 2 (a group), got {self.num_generations}")
+        if self.scale_rewards not in ("none", "group", "batch"):
+            raise ValueError(f"scale_rewards must be none, group or batch, got {self.scale_rewards!r}")
+        _check_batch(self.questions_per_step * self.num_generations, self.per_device_batch_size)
+
+
+def _check_batch(global_batch: int, per_device: int) -> None:
+    if per_device < 1 or global_batch < 1:
+        raise ValueError("batch sizes must be at least 1")
+    if global_batch % per_device:
+        raise ValueError(
+            f"the global batch ({global_batch}) must be a multiple of per_device_batch_size ({per_device})"
+        )
+
+
+def accumulation_steps(global_batch: int, per_device: int, world_size: int) -> int:
+    """Gradient-accumulation steps that make ``per_device x world_size x steps`` equal the global batch."""
+    per_step = per_device * world_size
+    if global_batch % per_step:
+        raise ConfigError(
+            f"a global batch of {global_batch} cannot be split over {world_size} device(s) x {per_device} per device; "
+            "change global_batch_size (or questions_per_step) or per_device_batch_size"
+        )
+    return global_batch // per_step
+
+
+def _common(config: TrainSFTConfig | TrainGRPOConfig, use_cpu: bool, bf16: bool, accumulation: int) -> dict[str, Any]:
+    return {
+        "output_dir": config.out,
+        "per_device_train_batch_size": config.per_device_batch_size,
+        "gradient_accumulation_steps": accumulation,
+        "learning_rate": config.learning_rate,
+        "lr_scheduler_type": config.lr_scheduler,
+        "num_train_epochs": config.epochs,
+        "max_steps": config.max_steps,
+        "bf16": bf16,
+        "use_cpu": use_cpu,
+        "activation_checkpointing": config.gradient_checkpointing,
+        "seed": config.seed,
+        "logging_steps": config.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": config.save_steps,
+        "save_total_limit": config.save_total_limit,
+        "report_to": [],  # our MetricsLogger writes TensorBoard and JSONL itself, with the rollout metrics
+        "remove_unused_columns": False,  # our collator and rollout read columns the model's signature does not name
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+    }
+
+
+def sft_args(config: TrainSFTConfig, use_cpu: bool, bf16: bool, world_size: int) -> Any:
+    """TRL's ``SFTConfig`` for our config: batches derived, preparation skipped (our collator tokenizes)."""
+    from trl import SFTConfig
+
+    accumulation = accumulation_steps(config.global_batch_size, config.per_device_batch_size, world_size)
+    return SFTConfig(
+        **_common(config, use_cpu, bf16, accumulation),
+        warmup_steps=config.warmup_ratio,  # transformers reads a float below 1 as a share of the steps
+        weight_decay=config.weight_decay,
+        max_length=None,  # conversations are filtered by length, never truncated (a cut could split the image)
+        dataset_kwargs={"skip_prepare_dataset": True},
+    )
+
+
+def grpo_args(config: TrainGRPOConfig, use_cpu: bool, bf16: bool, world_size: int) -> Any:
+    """TRL's ``GRPOConfig`` for our config: one generation batch = questions_per_step x num_generations rollouts."""
+    from trl import GRPOConfig
+
+    rollouts = config.questions_per_step * config.num_generations
+    accumulation = accumulation_steps(rollouts, config.per_device_batch_size, world_size)
+    return GRPOConfig(
+        **_common(config, use_cpu, bf16, accumulation),
+        warmup_steps=config.warmup_steps,
+        num_generations=config.num_generations,
+        generation_batch_size=rollouts,
+        beta=config.beta,
+        epsilon=config.epsilon,
+        scale_rewards=config.scale_rewards,
+        loss_type=config.loss_type,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_completion_length=config.max_new_tokens,
+        reward_weights=[config.reward.judge_weight, config.reward.format_weight],
+        shuffle_dataset=True,
+    )

@@ -1,0 +1,108 @@
+"""``dmms train grpo``: online GRPO whose rollouts are our agent loop with real tool calls.
+
+Reads top to bottom: config, questions as a prompt dataset, model, tools and judge, the rollout function, the
+reward functions, then TRL's ``GRPOTrainer`` through its documented hooks (``rollout_func``, ``reward_funcs``
+with ``reward_weights``, callbacks). Images reach the loss through the dataset's ``image`` column: TRL turns each
+prompt and image into ``pixel_values`` and ``image_grid_thw`` with the model's processor, and the rollout's
+prompt ids are checked to be that same prompt.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from deepmmsearch.errors import ConfigError
+from deepmmsearch.train.config import TrainGRPOConfig
+
+
+def prompt_dataset(questions: list[Any], config: TrainGRPOConfig) -> Any:
+    """One row per question: the opening turns as ``prompt``, the input ``image`` and the gold ``answers``."""
+    from datasets import Dataset, Image
+
+    from deepmmsearch.train.rollout import prompt_messages
+
+    rows = [
+        {"prompt": prompt_messages(q, config.agent), "image": q.image, "answers": list(q.answers)} for q in questions
+    ]
+    return Dataset.from_list(rows).cast_column("image", Image())
+
+
+def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
+    """Run GRPO as configured; return a summary (steps, mean reward first and last, final model, wall time)."""
+    import os
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is marked experimental; we pin TRL
+    from transformers import PrinterCallback
+    from trl import GRPOTrainer
+
+    from deepmmsearch.eval.harness import Scorer
+    from deepmmsearch.policies import SamplingConfig
+    from deepmmsearch.records import read_questions
+    from deepmmsearch.tools import build_toolbox
+    from deepmmsearch.train.common import (
+        device_and_precision,
+        make_metrics_logger,
+        read_metrics,
+        resume_checkpoint,
+        save_final,
+        trainable_model,
+        world_size,
+    )
+    from deepmmsearch.train.config import grpo_args
+    from deepmmsearch.train.reward import REWARD_FUNCS
+    from deepmmsearch.train.rollout import AgentRollout
+
+    start = time.perf_counter()
+    # --- set-up: devices, run folder, where to resume
+    use_cpu, bf16, dtype = device_and_precision(config.device, config.dtype)
+    checkpoint = resume_checkpoint(config.out, resume)
+
+    # --- data: questions with their images and gold answers; the rollout looks each one up by id
+    if not config.questions:
+        raise ConfigError("no questions to roll out on: set questions: in the config or pass --questions FILE")
+    questions = read_questions(config.questions)
+    if config.limit is not None:
+        questions = questions[: config.limit]
+    if len({q.id for q in questions}) != len(questions):
+        raise ConfigError(f"{config.questions}: question ids must be unique")
+    dataset = prompt_dataset(questions, config)
+
+    # --- model: the policy being trained, vision tower frozen
+    model, processor = trainable_model(config.model, dtype, config.lora, config.train_vision)
+
+    # --- rollouts: the agent loop with real tools (their cache makes repeated searches free) and the judge
+    toolbox = build_toolbox(config.tools)
+    scorer = Scorer(config.reward.metric, config.reward.judge_model)
+    sampling = SamplingConfig(temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens)
+    rollout = AgentRollout(
+        {q.id: q for q in questions}, processor, toolbox, config.agent, sampling, scorer, seed=config.seed
+    )
+
+    # --- trainer: reward = judge_weight x judge + format_weight x format, through TRL's reward_weights
+    args = grpo_args(config, use_cpu, bf16, world_size())
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=list(REWARD_FUNCS),
+        args=args,
+        train_dataset=dataset,
+        processing_class=processor,
+        rollout_func=rollout,
+        callbacks=[make_metrics_logger(config.out)],
+    )
+    trainer.remove_callback(PrinterCallback)  # logs go to the metrics file; stdout stays for the summary (--json)
+
+    # --- train, continuing from the last checkpoint when resuming
+    trainer.train(resume_from_checkpoint=checkpoint)
+    final = save_final(trainer, processor, config.out)
+    rewards = [r["reward"] for r in read_metrics(config.out) if "reward" in r]
+    return {
+        "final": str(final),
+        "steps": trainer.state.global_step,
+        "reward_first": rewards[0] if rewards else None,
+        "reward_last": rewards[-1] if rewards else None,
+        "reward_mean": sum(rewards) / len(rewards) if rewards else None,
+        "resumed_from": checkpoint,
+        "processes": trainer.accelerator.num_processes,
+        "wall_s": round(time.perf_counter() - start, 1),
+    }

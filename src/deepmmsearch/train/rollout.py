@@ -1,0 +1,168 @@
+"""GRPO rollouts: our agent loop, run with the policy being trained, turned into TRL's token sequences.
+
+TRL's ``GRPOTrainer`` calls :class:`AgentRollout` with the prompts of a step (each question already repeated once
+per group member). Every prompt becomes one episode of :class:`~deepmmsearch.agent.Agent` (same protocol, rules,
+tools and tool cache as evaluation) whose policy is :class:`~deepmmsearch.policies.hf.HFPolicy` wrapped around the
+trainer's own model. Each trajectory is then encoded with ``encode_conversation`` (sampled replies as the exact
+sampled ids) and cut in two: ``prompt_ids`` (system prompt, image and question) and ``completion_ids`` (every
+later turn, interleaved: replies and tool results). ``env_mask`` is the assistant mask of the completion, so
+tool-result tokens and chat markup get zero weight in the loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from deepmmsearch.agent import Agent, AgentConfig
+from deepmmsearch.models.chat import EOS_TOKEN, IMAGE_TOKEN, PAD_TOKEN, VIDEO_TOKEN
+from deepmmsearch.protocol import EpisodeState, StopReason, first_turn_prompt, system_prompt
+from deepmmsearch.records import Question, Trajectory
+
+
+def prompt_messages(question: Question, config: AgentConfig) -> list[dict[str, str]]:
+    """The dataset prompt of a question: the two turns an episode opens with, tagged with the question id."""
+    first = first_turn_prompt(question.question, EpisodeState(), config.rules)
+    return [
+        {"role": "system", "content": system_prompt(), "qid": question.id},
+        {"role": "user", "content": first, "qid": question.id},
+    ]
+
+
+@dataclass
+class EpisodeTokens:
+    """One trajectory as TRL wants it; ``env_mask`` is 1 on the model's own reply tokens and 0 elsewhere."""
+
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    env_mask: list[int]
+    logprobs: list[float]
+
+
+def episode_tokens(processor: Any, trajectory: Trajectory, image: Any) -> EpisodeTokens:
+    """Split an encoded trajectory at its first reply; tool results stay in the completion with weight zero."""
+    from deepmmsearch.models.encoding import encode_conversation
+
+    eos_id = processor.tokenizer.convert_tokens_to_ids(EOS_TOKEN)
+    enc = encode_conversation(processor, trajectory.messages, image)
+    ids = enc["input_ids"][0].tolist()
+    mask = enc["assistant_mask"][0].tolist()
+    if 1 not in mask:  # the policy failed before its first reply: an empty completion that carries no weight
+        opening = encode_conversation(processor, trajectory.messages[:2], image, add_generation_prompt=True)
+        return EpisodeTokens(opening["input_ids"][0].tolist(), [eos_id], [0], [0.0])
+    start = mask.index(1)
+    end = len(mask) - mask[::-1].index(1)  # the chat markup after the last reply is not part of the completion
+    completion, completion_mask = ids[start:end], mask[start:end]
+    # Log-probs of the sampled tokens where the policy reported them all; zeros otherwise (TRL only reads them for
+    # vLLM importance sampling, and the mask drops every other position anyway).
+    sampled: list[float] = []
+    for message in trajectory.messages:
+        if message.role == "assistant":
+            reported = message.token_ids and message.logprobs and len(message.logprobs) == len(message.token_ids)
+            sampled.extend(message.logprobs if reported else [float("nan")])  # type: ignore[arg-type]
+    reply_positions = [i for i, m in enumerate(completion_mask) if m]
+    logprobs = [0.0] * len(completion)
+    if len(sampled) == len(reply_positions) and all(v == v for v in sampled):  # NaN marks a reply without them
+        for position, value in zip(reply_positions, sampled, strict=True):
+            logprobs[position] = value
+    # A sampled image placeholder would ask the model for image features that do not exist: neutralize it (weight 0).
+    pad_id = processor.tokenizer.convert_tokens_to_ids(PAD_TOKEN)
+    placeholders = {processor.tokenizer.convert_tokens_to_ids(t) for t in (IMAGE_TOKEN, VIDEO_TOKEN)}
+    for i in reply_positions:
+        if completion[i] in placeholders:
+            completion[i], completion_mask[i], logprobs[i] = pad_id, 0, 0.0
+    if trajectory.stop_reason == StopReason.ANSWER.value and completion[-1] != eos_id:
+        # The answer ended on a stop string: close the turn (weight 0) so TRL does not count it as truncated.
+        completion, completion_mask, logprobs = [*completion, eos_id], [*completion_mask, 0], [*logprobs, 0.0]
+    return EpisodeTokens(ids[:start], completion, completion_mask, logprobs)
+
+
+class AgentRollout:
+    """TRL's ``rollout_func``: ``(prompts, trainer) -> {prompt_ids, completion_ids, logprobs, env_mask, ...}``."""
+
+    def __init__(
+        self,
+        questions: dict[str, Question],
+        processor: Any,
+        toolbox: Any,
+        agent_config: AgentConfig,
+        sampling: Any,
+        scorer: Any,
+        seed: int = 0,
+    ) -> None:
+        self.questions = questions
+        self.processor = processor
+        self.toolbox = toolbox
+        self.agent_config = agent_config
+        self.sampling = sampling
+        self.scorer = scorer
+        self.seed = seed
+        self.calls = 0
+
+    def __call__(self, prompts: list[list[dict]], trainer: Any) -> dict[str, list]:
+        from deepmmsearch.policies.hf import HFConfig, HFPolicy
+
+        questions = [self.questions[prompt[0]["qid"]] for prompt in prompts]
+        images = [_prompt_image(prompt) for prompt in prompts]
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if hasattr(model, "get_base_model"):
+            model = model.get_base_model()  # the LoRA layers stay in place: rollouts sample from the trained policy
+        was_training = model.training
+        model.eval()  # no dropout while sampling
+        # A fresh policy per step: its KV caches belong to the weights before this step's update.
+        seed = self.seed * 1_000_003 + self.calls * 1009 + trainer.accelerator.process_index
+        self.calls += 1
+        policy = HFPolicy(
+            f"train:{trainer.state.global_step}",
+            self.sampling,
+            HFConfig(max_batch_size=max(len(prompts), 1), seed=seed),
+            loaded=(model, self.processor),
+        )
+        agent = Agent(policy, self.toolbox, self.agent_config)
+        try:
+            trajectories = asyncio.run(self._episodes(agent, questions, images))
+        finally:
+            model.train(was_training)
+
+        out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "env_mask": []}
+        for prompt, trajectory, image in zip(prompts, trajectories, images, strict=True):
+            shown = [m.text for m in trajectory.messages[:2]]
+            if shown != [_prompt_text(prompt[0]), _prompt_text(prompt[1])]:
+                # TRL computes the image features from the dataset prompt: the episode must open with it exactly.
+                raise RuntimeError(f"episode {trajectory.question.id} did not open with its dataset prompt")
+            tokens = episode_tokens(self.processor, trajectory, image)
+            out["prompt_ids"].append(tokens.prompt_ids)
+            out["completion_ids"].append(tokens.completion_ids)
+            out["logprobs"].append(tokens.logprobs)
+            out["env_mask"].append(tokens.env_mask)
+        out["trajectory"] = trajectories  # reaches the reward functions as a column
+        return out
+
+    async def _episodes(self, agent: Agent, questions: list[Question], images: list[Any]) -> list[Trajectory]:
+        from deepmmsearch.train.reward import judge_trajectories
+
+        trajectories = await agent.run_many(questions, images=images)
+        for trajectory in trajectories:
+            if trajectory.stop_reason == StopReason.INPUT_ERROR.value:
+                raise RuntimeError(f"question {trajectory.question.id}: {trajectory.error}")
+        await judge_trajectories(self.scorer, trajectories)
+        return trajectories
+
+
+def _prompt_image(prompt: list[dict]) -> Any:
+    for message in prompt:
+        content = message["content"]
+        if isinstance(content, list):
+            for block in content:
+                if block.get("type") == "image" and block.get("image") is not None:
+                    image = block["image"]
+                    return image if image.mode == "RGB" else image.convert("RGB")
+    raise RuntimeError("a GRPO prompt carries no image; the dataset needs an image column")
+
+
+def _prompt_text(message: dict) -> str:
+    content = message["content"]
+    if isinstance(content, str):
+        return content
+    return "".join(block.get("text", "") for block in content if block.get("type") == "text")
