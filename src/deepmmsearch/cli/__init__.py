@@ -7,6 +7,7 @@ Thin by design: commands parse flags, wire components together and print; the wo
 from deepmmsearch.cli import (  # noqa: F401
     ask,
     data,
+    demo,
     eval,
     fetch,
     kb,
@@ -14,6 +15,7 @@ from deepmmsearch.cli import (  # noqa: F401
     search,
     search_image,
     serve,
+    train,
     world,
 )
 from deepmmsearch.cli.app import app, main

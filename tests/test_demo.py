@@ -1,0 +1,32 @@
+"""`dmms demo --quick` end to end, as a new user runs it, then again to show that finished stages are reused."""
+
+import json
+import subprocess
+import sys
+
+
+def test_quick_demo_runs_end_to_end_and_resumes(tmp_path):
+    out = tmp_path / "demo"
+    command = [sys.executable, "-m", "deepmmsearch", "demo", "--quick", "--out", str(out)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    for system in ("Direct", "RAG", "Prompt", "SFT", "RL"):
+        assert system in first.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["table"]) == 5
+    stages = set(results["timings"])
+    assert {"world", "data", "model-init", "sft", "grpo"} <= stages and len(stages) == 10
+    for row in results["table"]:
+        assert 0 <= row["overall"] <= 100
+    rag = results["table"][1]
+    assert rag["tool_calls"] == 2  # the workflow always makes one image search and one text search
+    report = (out / "report.md").read_text()
+    assert "| System |" in report and "Sample trajectories" in report and (out / "accuracy.png").is_file()
+    # Every evaluated system wrote its own judged trajectories.
+    for folder in sorted((out / "eval").iterdir()):
+        lines = (folder / "trajectories.jsonl").read_text().splitlines()
+        assert len(lines) == 40 and all("correct" in json.loads(line) for line in lines)
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("already done") == 10
