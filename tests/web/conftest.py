@@ -98,9 +98,15 @@ def _handler(web: FakeWeb) -> type[BaseHTTPRequestHandler]:
             with web._lock:
                 web.in_flight += 1
                 web.max_in_flight = max(web.max_in_flight, web.in_flight)
+            counted = True
             try:
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
+                # Counted out before the reply goes back: once the client has its answer it may start the next
+                # request, which must not find this one still counted.
+                with web._lock:
+                    web.in_flight -= 1
+                counted = False
                 body = reply.body
                 content_type = reply.content_type
                 if isinstance(body, dict | list):
@@ -117,8 +123,9 @@ def _handler(web: FakeWeb) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
                 pass
             finally:
-                with web._lock:
-                    web.in_flight -= 1
+                if counted:
+                    with web._lock:
+                        web.in_flight -= 1
 
         do_GET = do_POST = _serve
 
