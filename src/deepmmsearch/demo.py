@@ -98,7 +98,7 @@ def run_demo(out: str | Path, config: DemoConfig, say: Callable[[str], None] = p
         stage(
             f"eval/{index}-{system.mode}",
             lambda f=folder: (f / "report.json").is_file(),
-            lambda s=system, f=folder: _evaluate(world, s, f, config),
+            lambda s=system, f=folder: _in_fresh_process(_evaluate, world, s, f, config),
         )
     table = results_table(out, systems)
     write_demo_report(out, table, timings)
@@ -208,8 +208,9 @@ def _grpo(out: Path, config: DemoConfig) -> None:
 
 
 def _in_fresh_process(function: Callable[..., Any], *args: Any) -> None:
-    """Run a training stage in a process of its own: trainers leave global state behind (seen: a later model
-    load in the same process came up with meta tensors), and a stage's memory is freed when it ends."""
+    """Run a stage that loads a model in a process of its own. Loading several models, training them and running
+    the search engine in one process left global state behind (seen: a later model load came up with meta
+    tensors); a fresh process also frees each stage's memory when it ends."""
     import multiprocessing
 
     process = multiprocessing.get_context("spawn").Process(target=function, args=args)
