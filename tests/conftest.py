@@ -113,8 +113,9 @@ def small_world(tmp_path_factory) -> Path:
 
 def memory_tools(kb: Path) -> ToolsConfig:
     """The in-memory tools over a small knowledge base: fast, and no cache between tests."""
-    return ToolsConfig(text_search="memory", image_search="memory", grounder="none", summarizer="list", kb=str(kb),
-                       no_cache=True)
+    return ToolsConfig(
+        text_search="memory", image_search="memory", grounder="none", summarizer="list", kb=str(kb), no_cache=True
+    )
 
 
 @pytest.fixture

@@ -115,8 +115,10 @@ class BrokenSearch(TextSearchBackend):
 
 @pytest.mark.parametrize(
     ("backend", "expected"),
-    [(BrokenSearch(error="HTTP 500 from the provider"), "text search failed: HTTP 500"),
-     (BrokenSearch(delay=5), "text search failed: timed out after 0.05 s")],
+    [
+        (BrokenSearch(error="HTTP 500 from the provider"), "text search failed: HTTP 500"),
+        (BrokenSearch(delay=5), "text search failed: timed out after 0.05 s"),
+    ],
 )
 def test_failing_tools_become_observations(toolbox, question, backend, expected):
     box = Toolbox(backend, toolbox.image_search, toolbox.grounder, config=ToolboxConfig(timeout_s=0.05))

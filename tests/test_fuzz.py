@@ -13,11 +13,49 @@ from deepmmsearch.records import Question, Trajectory
 from deepmmsearch.tools import build_toolbox
 
 PIECES = [
-    "<reason>", "</reason>", "<answer>", "</answer>", "<text_search>", "</text_search>", "<img_search>",
-    "</img_search>", "<img>", "</img>", "<img/>", "<information>", "</information>", "<REASON>", "</Answer>",
-    "< answer >", "</ text_search>", "<reason", "answer>", "<<", ">>", "<>", "</>", "<think>", "\x00", "\ud800",
-    "\ufeff", "\u202e", "\n", "\t", " ", "Paris", "Eiffel Tower height", "é中文", "🙂", "&lt;answer&gt;",
-    "Unable to answer due to lack of relevant information", "1871", "", "\\", '"', "'", "\r\n",
+    "<reason>",
+    "</reason>",
+    "<answer>",
+    "</answer>",
+    "<text_search>",
+    "</text_search>",
+    "<img_search>",
+    "</img_search>",
+    "<img>",
+    "</img>",
+    "<img/>",
+    "<information>",
+    "</information>",
+    "<REASON>",
+    "</Answer>",
+    "< answer >",
+    "</ text_search>",
+    "<reason",
+    "answer>",
+    "<<",
+    ">>",
+    "<>",
+    "</>",
+    "<think>",
+    "\x00",
+    "\ud800",
+    "\ufeff",
+    "\u202e",
+    "\n",
+    "\t",
+    " ",
+    "Paris",
+    "Eiffel Tower height",
+    "é中文",
+    "🙂",
+    "&lt;answer&gt;",
+    "Unable to answer due to lack of relevant information",
+    "1871",
+    "",
+    "\\",
+    '"',
+    "'",
+    "\r\n",
 ]
 
 
@@ -35,14 +73,16 @@ def random_output(rng: random.Random) -> str:
         depth = rng.randint(1, 500)
         return "<reason>" * depth + "</reason>" * depth
     # near-valid replies with one mutation
-    valid = rng.choice([
-        "<reason>r</reason><answer>Paris</answer>",
-        "<reason>r</reason><text_search>tower height</text_search>",
-        "<reason>r</reason><img_search><img></img_search>",
-        "<reason>r</reason><img_search>the left dog</img_search>",
-    ])
+    valid = rng.choice(
+        [
+            "<reason>r</reason><answer>Paris</answer>",
+            "<reason>r</reason><text_search>tower height</text_search>",
+            "<reason>r</reason><img_search><img></img_search>",
+            "<reason>r</reason><img_search>the left dog</img_search>",
+        ]
+    )
     i = rng.randint(0, len(valid))
-    return valid[:i] + rng.choice(PIECES) + valid[i + rng.randint(0, 3):]
+    return valid[:i] + rng.choice(PIECES) + valid[i + rng.randint(0, 3) :]
 
 
 def test_parser_never_raises_and_always_decides():

@@ -89,8 +89,10 @@ def test_stray_bytes_and_surrogates_are_cleaned():
 
 
 def _random_phrase(rng: random.Random) -> str:
-    words = ["".join(rng.choices(string.ascii_letters + string.digits + "'-,.?é中", k=rng.randint(1, 8)))
-             for _ in range(rng.randint(1, 6))]
+    words = [
+        "".join(rng.choices(string.ascii_letters + string.digits + "'-,.?é中", k=rng.randint(1, 8)))
+        for _ in range(rng.randint(1, 6))
+    ]
     return " ".join(words)
 
 

@@ -6,8 +6,23 @@ import sys
 import deepmmsearch
 
 PUBLIC = [
-    "Action", "ActionKind", "Agent", "AgentConfig", "Message", "Policy", "Question", "Rules", "RunConfig",
-    "StopReason", "ToolsConfig", "Trajectory", "ask", "build_agent", "load_policy", "parse", "render_action",
+    "Action",
+    "ActionKind",
+    "Agent",
+    "AgentConfig",
+    "Message",
+    "Policy",
+    "Question",
+    "Rules",
+    "RunConfig",
+    "StopReason",
+    "ToolsConfig",
+    "Trajectory",
+    "ask",
+    "build_agent",
+    "load_policy",
+    "parse",
+    "render_action",
 ]
 
 

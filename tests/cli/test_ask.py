@@ -13,13 +13,21 @@ QUESTION = "How tall is this lighthouse?"
 
 
 def dmms(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deepmmsearch", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "deepmmsearch", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_shipped_example_runs(example_image, example_kb):
-    out = dmms("ask", str(example_image), QUESTION, "--model", "script:examples/lighthouse.script.json",
-               "--kb", str(example_kb))
+    out = dmms(
+        "ask",
+        str(example_image),
+        QUESTION,
+        "--model",
+        "script:examples/lighthouse.script.json",
+        "--kb",
+        str(example_kb),
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "38 metres"
     assert "image_search" in out.stderr and "text_search" in out.stderr
@@ -31,8 +39,16 @@ def test_ask_against_a_fake_openai_server(fake_openai, example_image, example_kb
         "<reason>Too vague; refine.</reason><text_search>Korvath Point Lighthouse height</text_search>",
         "<reason>It says 38 metres.</reason><answer>38 metres</answer>",
     ]
-    out = dmms("ask", str(example_image), QUESTION, "--model", f"openai:test-model@{fake_openai.base_url}",
-               "--kb", str(example_kb), "--json")
+    out = dmms(
+        "ask",
+        str(example_image),
+        QUESTION,
+        "--model",
+        f"openai:test-model@{fake_openai.base_url}",
+        "--kb",
+        str(example_kb),
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     t = json.loads(out.stdout)
     assert t["answer"] == "38 metres" and t["stop_reason"] == StopReason.ANSWER
@@ -50,8 +66,9 @@ def test_ask_against_a_fake_openai_server(fake_openai, example_image, example_kb
 
 def test_bad_key_is_one_clear_line(fake_openai, example_image, example_kb):
     fake_openai.replies = [(401, {"error": {"message": "invalid key"}}, {})] * 10
-    out = dmms("ask", str(example_image), QUESTION, "--model", f"openai:m@{fake_openai.base_url}",
-               "--kb", str(example_kb))
+    out = dmms(
+        "ask", str(example_image), QUESTION, "--model", f"openai:m@{fake_openai.base_url}", "--kb", str(example_kb)
+    )
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1].startswith("error: ") and "API key" in out.stderr
     assert "Traceback" not in out.stderr
@@ -71,12 +88,25 @@ def test_bad_images_are_one_clear_line(kind, tmp_path, example_kb):
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
-    expected = {"missing": "no such image", "not_image": "not an image", "truncated": "truncated",
-                "bomb": "decompression bomb"}[kind]
+    expected = {
+        "missing": "no such image",
+        "not_image": "not an image",
+        "truncated": "truncated",
+        "bomb": "decompression bomb",
+    }[kind]
     assert expected in lines[0]
 
 
 def test_unknown_backend_lists_known_ones(example_image, example_kb):
-    out = dmms("ask", str(example_image), "?", "--model", "script:examples/lighthouse.script.json",
-               "--kb", str(example_kb), "--text-search", "nope")
+    out = dmms(
+        "ask",
+        str(example_image),
+        "?",
+        "--model",
+        "script:examples/lighthouse.script.json",
+        "--kb",
+        str(example_kb),
+        "--text-search",
+        "nope",
+    )
     assert out.returncode == 1 and "unknown text search backend 'nope'; known:" in out.stderr

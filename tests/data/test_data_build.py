@@ -19,8 +19,12 @@ def _trajectory(i: int, category: str, search: bool) -> Trajectory:
 
 
 def test_balanced_sampling_spreads_over_categories_and_search_need():
-    pool = [_trajectory(i, c, s) for i, (c, s) in enumerate(
-        [(c, s) for c in "abc" for s in (True, False) for _ in range(20)] + [("d", True)] * 3)]
+    pool = [
+        _trajectory(i, c, s)
+        for i, (c, s) in enumerate(
+            [(c, s) for c in "abc" for s in (True, False) for _ in range(20)] + [("d", True)] * 3
+        )
+    ]
     kept = sample_balanced(pool, 24, 0.5, seed=0)
     cells = {(t.question.category, t.question.requires_search) for t in kept}
     assert len(kept) == 24 and sum(t.question.requires_search for t in kept) == 12
@@ -52,9 +56,23 @@ def test_data_build_writes_a_maskable_sft_dataset(small_world, tmp_path):
 
 
 def test_kill_and_resume_loses_and_repeats_nothing(small_world, tmp_path):
-    command = [sys.executable, "-m", "deepmmsearch", "data", "build", "--questions",
-               str(small_world / "questions" / "train.jsonl"), "--teacher", "oracle", "--out", str(tmp_path),
-               "--kb", str(small_world / "kb"), "--workers", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "deepmmsearch",
+        "data",
+        "build",
+        "--questions",
+        str(small_world / "questions" / "train.jsonl"),
+        "--teacher",
+        "oracle",
+        "--out",
+        str(tmp_path),
+        "--kb",
+        str(small_world / "kb"),
+        "--workers",
+        "2",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     path = tmp_path / "trajectories.jsonl"

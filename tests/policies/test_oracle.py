@@ -21,7 +21,8 @@ def _accuracy(trajectories):
 
 def test_oracle_through_real_tools_beats_the_rag_workflow(small_world):
     questions = read_questions(small_world / "questions" / "test.jsonl") + read_questions(
-        small_world / "questions" / "dev.jsonl")
+        small_world / "questions" / "dev.jsonl"
+    )
     toolbox = build_toolbox(ToolsConfig(kb=str(small_world / "kb"), no_cache=True))
     agent_runs = asyncio.run(Agent(OraclePolicy(), toolbox).run_many(questions))
     per_skill, overall = _accuracy(agent_runs)
@@ -36,17 +37,19 @@ def test_oracle_through_real_tools_beats_the_rag_workflow(small_world):
 
 
 def test_oracle_imperfections_are_configurable(small_world):
-    questions = [q for q in read_questions(small_world / "questions" / "train.jsonl")
-                 if q.extra["skill"] == "image_search"]
+    questions = [
+        q for q in read_questions(small_world / "questions" / "train.jsonl") if q.extra["skill"] == "image_search"
+    ]
     toolbox = build_toolbox(ToolsConfig(kb=str(small_world / "kb"), no_cache=True))
     cropping = OraclePolicy(OracleConfig(needless_crop=1.0, vague_first=0.0))
     runs = asyncio.run(Agent(cropping, toolbox).run_many(questions))
-    assert all(next(m.action for m in t.messages if m.role == "assistant").kind is ActionKind.CROP_SEARCH
-               for t in runs)
+    assert all(next(m.action for m in t.messages if m.role == "assistant").kind is ActionKind.CROP_SEARCH for t in runs)
     vague = OraclePolicy(OracleConfig(needless_crop=0.0, vague_first=1.0))
     runs = asyncio.run(Agent(vague, toolbox).run_many(questions))
-    queries = [[m.action.query for m in t.messages if m.role == "assistant" and m.action.kind.value == "text_search"]
-               for t in runs]
+    queries = [
+        [m.action.query for m in t.messages if m.role == "assistant" and m.action.kind.value == "text_search"]
+        for t in runs
+    ]
     plans = [t.question.extra["plan"] for t in runs]
     assert all(q[0] == f"{p['kind']} {p['what']}" for q, p in zip(queries, plans, strict=True))  # vague first
     for t, q, p in zip(runs, queries, plans, strict=True):

@@ -77,7 +77,6 @@ class ExtractiveSummarizer(Summarizer):
                 lines.append(f"{title} ({url}): {' '.join(picked)}")
         return "\n".join(lines)
 
-
     def _embed(self, embedder: Any, texts: list[str]) -> Any:
         import numpy as np
 
@@ -91,8 +90,9 @@ class ExtractiveSummarizer(Summarizer):
                 while len(self._vectors) > self._max_cached:
                     self._vectors.popitem(last=False)
         with self._lock:
-            return np.stack([self._vectors[t] if t in self._vectors else embedder.encode([t], max_tokens=96)[0]
-                             for t in texts])
+            return np.stack(
+                [self._vectors[t] if t in self._vectors else embedder.encode([t], max_tokens=96)[0] for t in texts]
+            )
 
 
 def extractive_summarizer(config: ToolsConfig) -> Summarizer:
