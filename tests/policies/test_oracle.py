@@ -30,6 +30,8 @@ def test_oracle_through_real_tools_beats_the_rag_workflow(small_world):
     rag_runs = asyncio.run(run_mode("rag", OraclePolicy(), toolbox, questions, AgentConfig(), None))
     rag_skill, rag_overall = _accuracy(rag_runs)
     assert rag_overall < overall
+    assert rag_skill["search_free"] >= 0.9  # the reader still sees the picture
+    assert all(t.stop_reason == "answer" for t in rag_runs)
     assert rag_skill["crop_search"] < per_skill["crop_search"] and rag_skill["multi_hop"] < per_skill["multi_hop"]
     # It acts only through the protocol: every tool question used a tool, every search-free one none.
     for t in agent_runs:

@@ -131,7 +131,9 @@ async def _answer_turn(
     t0 = time.perf_counter()
     try:
         async with asyncio.timeout(config.policy_timeout_s):
-            generation = await batcher.generate(Conversation(episode_id, list(trajectory.messages), image))
+            generation = await batcher.generate(
+                Conversation(episode_id, list(trajectory.messages), image, trajectory.question)
+            )
     except TimeoutError:
         trajectory.stop_reason = StopReason.POLICY_ERROR.value
         trajectory.error = f"no reply within {config.policy_timeout_s:g} s"
