@@ -209,18 +209,27 @@ def test_an_episode_past_the_time_limit_is_504(serve, messages: list[dict]) -> N
         assert httpx.get(f"{base}/health").json()["active"] == 0  # the slot came back
 
 
-def test_an_http_image_url_is_fetched(server: str, example_image: Path) -> None:
+def test_image_urls_on_private_hosts_are_refused(server: str) -> None:
+    urls = ("http://127.0.0.1:9/cat.png", "http://10.0.0.1/cat.png", "http://169.254.169.254/latest", "http://[::1]/x")
+    for url in urls:
+        response = _post(server, [_image(url), QUESTION])
+        assert response.status_code == 400 and "refused" in response.json()["error"]["message"], url
+
+
+def test_an_http_image_url_is_fetched(serve, example_image: Path) -> None:
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(example_image.parent))
     handler.log_message = lambda *args: None  # type: ignore[attr-defined]
     files = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=files.serve_forever, daemon=True).start()
     try:
-        url = f"http://127.0.0.1:{files.server_address[1]}/{example_image.name}"
-        response = _post(server, [_image(url), QUESTION])
-        assert response.status_code == 200
-        assert response.json()["trajectory"]["image"] == url
-        missing = _post(server, [_image(url + ".gone"), QUESTION])
-        assert missing.status_code == 400 and "could not download" in missing.json()["error"]["message"]
+        # The picture lives on loopback here, which a server refuses unless told it is for local development.
+        with serve(allow_private_image_urls=True) as server:
+            url = f"http://127.0.0.1:{files.server_address[1]}/{example_image.name}"
+            response = _post(server, [_image(url), QUESTION])
+            assert response.status_code == 200
+            assert response.json()["trajectory"]["image"] == url
+            missing = _post(server, [_image(url + ".gone"), QUESTION])
+            assert missing.status_code == 400 and "could not download" in missing.json()["error"]["message"]
     finally:
         files.shutdown()
         files.server_close()

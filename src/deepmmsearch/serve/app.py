@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deepmmsearch.errors import ConfigError, InputError
+from deepmmsearch.errors import ConfigError, InputError, ToolError
 from deepmmsearch.images import ImageLimits, decode_image, is_url, read_image_bytes
 from deepmmsearch.protocol import StopReason
 from deepmmsearch.records import Message, Question, Trajectory
@@ -38,6 +38,7 @@ from deepmmsearch.serve.schemas import (
     question_and_image,
 )
 from deepmmsearch.serve.streaming import stream_episode
+from deepmmsearch.web.safety import AddressGuard
 
 if TYPE_CHECKING:
     from deepmmsearch.agent import Agent
@@ -61,6 +62,9 @@ class ServeConfig:
     max_image_bytes: int = field(default=16 * 2**20, metadata={"help": "largest image, decoded from its URL"})
     max_image_pixels: int = field(default=40_000_000, metadata={"help": "largest image area in pixels"})
     allow_image_urls: bool = field(default=True, metadata={"help": "fetch http(s) image URLs (else: data URLs only)"})
+    allow_private_image_urls: bool = field(
+        default=False, metadata={"help": "fetch image URLs on loopback and private hosts (local development)"}
+    )
     image_timeout_s: float = field(default=15.0, metadata={"help": "longest download of an image URL"})
 
     def __post_init__(self) -> None:
@@ -289,6 +293,15 @@ def create_app(agent: Agent, config: ServeConfig | None = None) -> FastAPI:
         entry = {"id": model_name, "object": "model", "created": int(started), "owned_by": "deepmmsearch"}
         return {"object": "list", "data": [entry]}
 
+    guard = AddressGuard(config.allow_private_image_urls)
+
+    def check_image_url(url: str) -> None:
+        """Refuse image URLs (and redirects) to hosts that are not public: the server must not be a proxy inward."""
+        try:
+            asyncio.run(guard.check_url(url))  # called from a worker thread, which has no event loop of its own
+        except ToolError as e:
+            raise InputError(str(e)) from None
+
     @app.post("/v1/chat/completions", dependencies=[Depends(authorize)], response_model=None)
     async def chat_completions(body: ChatRequest) -> JSONResponse | StreamingResponse:
         # One agent serves every request, so the request's "model" names nothing here and is not checked.
@@ -300,7 +313,9 @@ def create_app(agent: Agent, config: ServeConfig | None = None) -> FastAPI:
         release = await admission.acquire()
         try:
             # Decoding and downloading block; keep them off the event loop that serves everyone else.
-            image = await asyncio.to_thread(lambda: decode_image(read_image_bytes(image_url, limits), "image", limits))
+            image = await asyncio.to_thread(
+                lambda: decode_image(read_image_bytes(image_url, limits, check_image_url), "image", limits)
+            )
         except BaseException:
             release()
             raise
