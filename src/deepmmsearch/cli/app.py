@@ -56,12 +56,19 @@ def stderr_console() -> Any:
 
 
 def user_errors(command: Callable) -> Callable:
+    """Turn our errors, and file-system errors on paths the user gave (a folder that is a file, no permission, a
+    full disk), into one line on stderr and exit code 1."""
+
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except DmmsError as e:
             typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
+        except OSError as e:
+            where = f": {e.filename}" if e.filename else ""
+            typer.echo(f"error: {e.strerror or e}{where}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper
