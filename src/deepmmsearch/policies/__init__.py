@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from deepmmsearch.errors import ConfigError
-from deepmmsearch.policies.base import Conversation, Generation, Policy
-from deepmmsearch.policies.openai_api import OpenAIConfig, SamplingConfig
+from deepmmsearch.policies.base import Conversation, Generation, Policy, SamplingConfig
+from deepmmsearch.policies.openai_api import OpenAIConfig
 
 if TYPE_CHECKING:
     from deepmmsearch.policies.hf import HFConfig

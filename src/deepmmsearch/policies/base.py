@@ -4,11 +4,25 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image
 
+from deepmmsearch.errors import ConfigError
 from deepmmsearch.records import Message, Question
+
+
+@dataclass
+class SamplingConfig:
+    """How replies are sampled; shared by every policy that samples."""
+
+    temperature: float = field(default=0.0, metadata={"help": "0 is greedy"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
+    max_new_tokens: int = field(default=1024, metadata={"help": "longest reply per turn, in tokens"})
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1:
+            raise ConfigError(f"sampling: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1; got {self}")
 
 
 @dataclass

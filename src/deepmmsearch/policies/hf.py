@@ -19,8 +19,7 @@ from typing import Any
 from deepmmsearch.errors import ContextLimitError, PolicyError
 from deepmmsearch.models.chat import EOS_TOKEN, IMAGE_TOKEN, PAD_TOKEN, VIDEO_TOKEN, VISION_START_TOKEN
 from deepmmsearch.models.encoding import encode_conversation, image_inputs
-from deepmmsearch.policies.base import Conversation, Generation, Policy
-from deepmmsearch.policies.openai_api import SamplingConfig
+from deepmmsearch.policies.base import Conversation, Generation, Policy, SamplingConfig
 from deepmmsearch.protocol import STOP_STRINGS
 
 __all__ = ["HFConfig", "HFPolicy", "encode_conversation"]

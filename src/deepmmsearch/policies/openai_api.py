@@ -9,21 +9,8 @@ from dataclasses import dataclass, field
 
 from deepmmsearch.errors import ConfigError, ContextLimitError, PolicyError
 from deepmmsearch.images import is_url, to_data_url
-from deepmmsearch.policies.base import Conversation, Generation, Policy
+from deepmmsearch.policies.base import Conversation, Generation, Policy, SamplingConfig
 from deepmmsearch.protocol import STOP_STRINGS, complete_stopped_reply
-
-
-@dataclass
-class SamplingConfig:
-    """How replies are sampled; shared by every policy that samples."""
-
-    temperature: float = field(default=0.0, metadata={"help": "0 is greedy"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
-    max_new_tokens: int = field(default=1024, metadata={"help": "longest reply per turn, in tokens"})
-
-    def __post_init__(self) -> None:
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1:
-            raise ConfigError(f"sampling: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1; got {self}")
 
 
 @dataclass
