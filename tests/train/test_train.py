@@ -16,7 +16,7 @@ import pytest
 from deepmmsearch.config import load_config
 from deepmmsearch.errors import ConfigError
 from deepmmsearch.train.common import read_metrics
-from deepmmsearch.train.config import TrainGRPOConfig, TrainSFTConfig
+from deepmmsearch.train.config import TrainGRPOConfig, TrainPretrainConfig, TrainSFTConfig
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
@@ -67,8 +67,9 @@ def test_shipped_configs_load_with_the_papers_values():
     grpo = load_config(TrainGRPOConfig, REPO / "configs" / "grpo-qwen2.5-vl-7b.yaml")
     assert (grpo.num_generations, grpo.beta, grpo.epsilon, grpo.scale_rewards) == (8, 0.001, 0.2, "none")
     assert (grpo.reward.judge_weight, grpo.reward.format_weight, grpo.agent.rules.max_tool_calls) == (0.9, 0.1, 10)
-    for name in ("sft-tiny-cpu.yaml", "grpo-tiny-cpu.yaml"):
-        load_config(TrainGRPOConfig if "grpo" in name else TrainSFTConfig, REPO / "configs" / name)
+    kinds = {"pretrain": TrainPretrainConfig, "sft": TrainSFTConfig, "grpo": TrainGRPOConfig}
+    for kind, config_class in kinds.items():
+        load_config(config_class, REPO / "configs" / f"{kind}-tiny-cpu.yaml")
     with pytest.raises(ConfigError, match="unknown key"):
         load_config(TrainSFTConfig, None, {"lora.rnk": 4})
     with pytest.raises(ConfigError, match="multiple of per_device_batch_size"):
@@ -87,6 +88,40 @@ def test_lora_adapts_only_the_language_model(tiny_model):
     full, _ = trainable_model(str(tiny_model), "float32", LoraSettings(enabled=False))
     names = trainable_names(full)
     assert not any(".visual." in n for n in names) and any("embed_tokens" in n for n in names)
+
+
+def test_pretraining_reads_the_kb_as_result_lines_and_trains_the_language_model_only(small_world, tiny_model, tmp_path):
+    import torch
+
+    from deepmmsearch.models.build import load_model
+    from deepmmsearch.train.pretrain import pretraining_texts, read_kb_pages
+
+    pages = read_kb_pages(str(small_world / "kb"))
+    texts = pretraining_texts(pages, sequences=3, pages_per_sequence=4, seed=1)
+    assert len(texts) == 3 and all(len(t.split("\n")) == 4 for t in texts)
+    first = texts[0].split("\n")[0]
+    page = next(p for p in pages if first.startswith(f"{p['title']} ("))
+    assert first == f"{page['title']} ({page['url']}): {page['text']}"
+
+    out = tmp_path / "pre"
+    flags = ["train", "pretrain", "--model", str(tiny_model), "--kb", str(small_world / "kb"), "--out", str(out)]
+    flags += ["--sequences", "64", "--max-steps", "12", "--lr", "1e-2", "--json"]
+    config = tmp_path / "pre.yaml"
+    config.write_text("device: cpu\nlogging_steps: 1\nsave_steps: 100\n")
+    run = subprocess.run(_dmms(*flags, "--config", str(config)), env=ENV, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout)["steps"] == 12
+    losses = [r["loss"] for r in read_metrics(out) if "loss" in r]
+    assert len(losses) == 12 and losses[-1] < losses[0] - 0.5
+    before, _ = load_model(str(tiny_model), "float32", "cpu")
+    after, _ = load_model(str(out / "final"), "float32", "cpu")
+    vision_before, vision_after = before.model.visual.state_dict(), after.model.visual.state_dict()
+    assert all(torch.equal(vision_before[k], vision_after[k]) for k in vision_before)  # text only: no image seen
+    lm_before, lm_after = before.model.language_model.state_dict(), after.model.language_model.state_dict()
+    assert not all(torch.equal(lm_before[k], lm_after[k]) for k in lm_before)
+
+    missing = subprocess.run(_dmms(*flags[:4], "--kb", str(tmp_path)), env=ENV, capture_output=True, text=True)
+    assert missing.returncode != 0 and "no pages.jsonl" in missing.stderr + missing.stdout
 
 
 def test_sft_survives_sigkill_and_resumes(sft_data, tiny_model, tmp_path):

@@ -1,4 +1,5 @@
-"""``dmms train sft|grpo``: the SFT cold start and online GRPO, from a YAML config that flags override.
+"""``dmms train pretrain|sft|grpo``: LM pre-training of a model built from scratch, the SFT cold start and online
+GRPO, from a YAML config that flags override.
 
 Run under ``accelerate launch`` (configs/accelerate/) for several devices or nodes; a plain ``dmms train`` is
 one process.
@@ -14,7 +15,10 @@ import typer
 
 from deepmmsearch.cli.app import JsonOpt, KbOpt, app, user_errors
 
-train_app = typer.Typer(help="Train a policy: SFT cold start, then online GRPO.", no_args_is_help=True)
+train_app = typer.Typer(
+    help="Train a policy: SFT cold start, then online GRPO (and LM pre-training of a model built from scratch).",
+    no_args_is_help=True,
+)
 app.add_typer(train_app, name="train")
 
 TrainConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML training config (flags override).")]
@@ -44,6 +48,40 @@ def _emit(summary: dict[str, Any], as_json: bool, what: str) -> None:
 def _common_overrides(model: str | None, out: Path | None, **rest: Any) -> dict[str, Any]:
     overrides = {"model": model, "out": str(out) if out else None, **rest}
     return {k: v for k, v in overrides.items() if v is not None}
+
+
+@train_app.command("pretrain")
+@user_errors
+def pretrain(
+    config: TrainConfigOpt = None,
+    model: ModelDirOpt = None,
+    kb: KbOpt = None,
+    out: OutOpt = None,
+    sequences: Annotated[int | None, typer.Option("--sequences", help="Training sequences (page groups).")] = None,
+    epochs: EpochsOpt = None,
+    max_steps: MaxStepsOpt = None,
+    lr: LrOpt = None,
+    save_steps: SaveStepsOpt = None,
+    resume: ResumeOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Causal-LM pre-training of a `dmms model init` model on a knowledge base's pages (text only)."""
+    from deepmmsearch.config import load_config
+    from deepmmsearch.train.config import TrainPretrainConfig
+    from deepmmsearch.train.pretrain import train_pretrain
+
+    overrides = _common_overrides(
+        model,
+        out,
+        kb=str(kb) if kb else None,
+        sequences=sequences,
+        epochs=epochs,
+        max_steps=max_steps,
+        learning_rate=lr,
+        save_steps=save_steps,
+    )
+    summary = train_pretrain(load_config(TrainPretrainConfig, config, overrides), resume=resume)
+    _emit(summary, as_json, "pretrain")
 
 
 @train_app.command("sft")

@@ -74,7 +74,7 @@ class ExtractiveSummarizer(Summarizer):
         for j, (title, url, _) in enumerate(sources):
             picked = [units[i][0] for i in sorted(chosen) if units[i][1] == j]
             if picked:
-                lines.append(f"{title} ({url}): {' '.join(picked)}")
+                lines.append(result_line(title, url, " ".join(picked)))
         return "\n".join(lines)
 
     def _embed(self, embedder: Any, texts: list[str]) -> Any:
@@ -93,6 +93,11 @@ class ExtractiveSummarizer(Summarizer):
             return np.stack(
                 [self._vectors[t] if t in self._vectors else embedder.encode([t], max_tokens=96)[0] for t in texts]
             )
+
+
+def result_line(title: str, url: str, text: str) -> str:
+    """One source as the extractive summary shows it (and LM pre-training renders the knowledge base)."""
+    return f"{title} ({url}): {text}"
 
 
 def extractive_summarizer(config: ToolsConfig) -> Summarizer:

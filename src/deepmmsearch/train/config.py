@@ -1,4 +1,4 @@
-"""The configs of ``dmms train sft`` and ``dmms train grpo``, and their one mapping onto TRL's arguments.
+"""The configs of ``dmms train pretrain|sft|grpo``, and their one mapping onto TRL's arguments.
 
 Our dataclasses say what a run is in the paper's terms (global batch, group size, LoRA on the language model);
 :func:`sft_args` and :func:`grpo_args` derive TRL's per-device knobs from them in one place. No heavy imports at
@@ -34,6 +34,40 @@ class LoraSettings:
     def __post_init__(self) -> None:
         if self.rank < 1:
             raise ValueError(f"lora.rank must be at least 1, got {self.rank}")
+
+
+@dataclass
+class TrainPretrainConfig:
+    """Causal-LM pre-training of a model built from scratch on a knowledge base's pages, rendered as search results
+    show them: the reading (and copying) a released model brings from its own pre-training."""
+
+    model: str = field(default="", metadata={"help": "model folder to start from (`dmms model init`)"})
+    kb: str = field(default="", metadata={"help": "knowledge-base folder whose pages are the corpus"})
+    out: str = field(default="runs/pretrain", metadata={"help": "run folder: checkpoints, logs and final/ (the model)"})
+    sequences: int = field(default=2000, metadata={"help": "training sequences, each a random group of pages"})
+    pages_per_sequence: int = field(default=5, metadata={"help": "pages per sequence, one result line each"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the sequences"})
+    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: epochs decide)"})
+    learning_rate: float = field(default=1e-2, metadata={"help": "peak learning rate (a tiny model wants a high one)"})
+    lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name"})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "share of the steps spent warming up"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    global_batch_size: int = field(default=4, metadata={"help": "sequences per optimizer step, all devices"})
+    per_device_batch_size: int = field(default=1, metadata={"help": "sequences per forward pass per device"})
+    max_length: int = field(default=1024, metadata={"help": "tokens per sequence (longer ones are cut)"})
+    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16 or float32"})
+    device: str = field(default="auto", metadata={"help": "auto or cpu"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
+    seed: int = field(default=0, metadata={"help": "page grouping, data order and initialization seed"})
+    logging_steps: int = field(default=10, metadata={"help": "log every N optimizer steps"})
+    save_steps: int = field(default=200, metadata={"help": "checkpoint every N optimizer steps"})
+    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept (older ones are deleted)"})
+
+    def __post_init__(self) -> None:
+        _check_batch(self.global_batch_size, self.per_device_batch_size)
+        for name in ("sequences", "pages_per_sequence", "logging_steps", "save_steps", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclass
@@ -156,7 +190,9 @@ def accumulation_steps(global_batch: int, per_device: int, world_size: int) -> i
     return global_batch // per_step
 
 
-def _common(config: TrainSFTConfig | TrainGRPOConfig, use_cpu: bool, bf16: bool, accumulation: int) -> dict[str, Any]:
+def _common(
+    config: TrainPretrainConfig | TrainSFTConfig | TrainGRPOConfig, use_cpu: bool, bf16: bool, accumulation: int
+) -> dict[str, Any]:
     return {
         "output_dir": config.out,
         "per_device_train_batch_size": config.per_device_batch_size,
@@ -178,6 +214,21 @@ def _common(config: TrainSFTConfig | TrainGRPOConfig, use_cpu: bool, bf16: bool,
         "dataloader_num_workers": 0,
         "disable_tqdm": True,
     }
+
+
+def pretrain_args(config: TrainPretrainConfig, use_cpu: bool, bf16: bool, world_size: int) -> Any:
+    """TRL's ``SFTConfig`` for plain language modelling: loss on every token of a ``text`` column."""
+    from trl import SFTConfig
+
+    accumulation = accumulation_steps(config.global_batch_size, config.per_device_batch_size, world_size)
+    return SFTConfig(
+        **_common(config, use_cpu, bf16, accumulation),
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        max_length=config.max_length,
+        dataset_text_field="text",
+        completion_only_loss=False,
+    )
 
 
 def sft_args(config: TrainSFTConfig, use_cpu: bool, bf16: bool, world_size: int) -> Any:
