@@ -15,7 +15,7 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert len(results["table"]) == 5
     stages = set(results["timings"])
-    assert {"world", "data", "model-init", "sft", "grpo"} <= stages and len(stages) == 10
+    assert {"world", "data", "model-init", "pretrain", "sft", "grpo"} <= stages and len(stages) == 11
     for row in results["table"]:
         assert 0 <= row["overall"] <= 100
     rag = results["table"][1]
@@ -29,4 +29,4 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path):
 
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("already done") == 10
+    assert again.stderr.count("already done") == 11

@@ -5,6 +5,7 @@ Stages, in order, each written to its own folder under ``out`` and skipped on a 
     world/       the offline world and its knowledge base
     data/        SFT data: the oracle teacher's episodes, filtered and balanced
     model-init/  a tiny Qwen2.5-VL-architecture model with a small vocabulary trained on the world's text
+    pretrain/    LM pre-training on the world's pages, standing in for the pre-training a released model has
     sft/         SFT cold start (TRL SFTTrainer, LoRA off: the tiny model is trained in full)
     grpo/        online GRPO from the SFT model, rollouts through the real tools
     eval/        the test split under five systems, as the paper's Table 1 compares them
@@ -34,6 +35,7 @@ class DemoConfig:
     entities: int = field(default=300, metadata={"help": "pictured entities of the world"})
     teacher_questions: int = field(default=900, metadata={"help": "train questions the teacher plays"})
     data_size: int = field(default=600, metadata={"help": "SFT conversations kept"})
+    pretrain_sequences: int = field(default=2000, metadata={"help": "page groups the LM is pre-trained on"})
     sft_epochs: float = field(default=6.0, metadata={"help": "SFT passes over the data"})
     sft_learning_rate: float = field(default=1e-2, metadata={"help": "a tiny model from scratch wants a high rate"})
     grpo_steps: int = field(default=40, metadata={"help": "GRPO optimizer steps"})
@@ -43,7 +45,14 @@ class DemoConfig:
     @classmethod
     def quick(cls, seed: int = 0) -> DemoConfig:
         return cls(
-            seed=seed, entities=36, teacher_questions=160, data_size=96, sft_epochs=2.0, grpo_steps=2, test_questions=40
+            seed=seed,
+            entities=36,
+            teacher_questions=160,
+            data_size=96,
+            pretrain_sequences=200,
+            sft_epochs=2.0,
+            grpo_steps=2,
+            test_questions=40,
         )
 
 
@@ -83,13 +92,18 @@ def run_demo(out: str | Path, config: DemoConfig, say: Callable[[str], None] = p
         lambda: (out / "model-init" / "config.json").is_file(),
         lambda: _init_model(world, out / "model-init", config),
     )
+    stage(
+        "pretrain",
+        lambda: (out / "pretrain" / "final" / "config.json").is_file(),
+        lambda: _pretrain(out, config),
+    )
     stage("sft", lambda: (out / "sft" / "final" / "config.json").is_file(), lambda: _sft(out, config))
     stage("grpo", lambda: (out / "grpo" / "final" / "config.json").is_file(), lambda: _grpo(out, config))
-    sft, rl, untrained = f"hf:{out / 'sft' / 'final'}", f"hf:{out / 'grpo' / 'final'}", f"hf:{out / 'model-init'}"
+    sft, rl, base = f"hf:{out / 'sft' / 'final'}", f"hf:{out / 'grpo' / 'final'}", f"hf:{out / 'pretrain' / 'final'}"
     systems = [
         System("Direct answer", sft, "direct", "the SFT model, no tools"),
         System("RAG workflow", sft, "rag", "the SFT model reads one whole-image search and one text search"),
-        System("Prompt agent", untrained, "prompt_agent", "the untrained model under the agent protocol"),
+        System("Prompt agent", base, "prompt_agent", "the pre-trained model (no SFT) under the agent protocol"),
         System("Agent, SFT", sft, "agent", "the agent after SFT"),
         System("Agent, SFT + RL", rl, "agent", "the agent after SFT then GRPO"),
     ]
@@ -146,6 +160,25 @@ def _init_model(world: Path, out: Path, config: DemoConfig) -> None:
     init_model(out, vocab="small", size="tiny", corpus=corpus, seed=config.seed)
 
 
+def _pretrain(out: Path, config: DemoConfig) -> None:
+    from deepmmsearch.train.config import TrainPretrainConfig
+    from deepmmsearch.train.pretrain import train_pretrain
+
+    _in_fresh_process(
+        train_pretrain,
+        TrainPretrainConfig(
+            model=str(out / "model-init"),
+            kb=str(out / "world" / "kb"),
+            out=str(out / "pretrain"),
+            sequences=config.pretrain_sequences,
+            device="cpu",
+            dtype="float32",
+            seed=config.seed,
+            save_steps=10_000,
+        ),
+    )
+
+
 def _sft(out: Path, config: DemoConfig) -> None:
     from deepmmsearch.train.config import LoraSettings, TrainSFTConfig
     from deepmmsearch.train.sft import train_sft
@@ -155,7 +188,7 @@ def _sft(out: Path, config: DemoConfig) -> None:
     _in_fresh_process(
         train_sft,
         TrainSFTConfig(
-            model=str(out / "model-init"),
+            model=str(out / "pretrain" / "final"),
             data=str(out / "data"),
             out=str(out / "sft"),
             lora=LoraSettings(enabled=False),
@@ -164,7 +197,7 @@ def _sft(out: Path, config: DemoConfig) -> None:
             learning_rate=config.sft_learning_rate,
             warmup_ratio=0.05,
             global_batch_size=8,
-            per_device_batch_size=8,
+            per_device_batch_size=1,  # one conversation per pass: no padding, and 2-3x faster on a CPU than 8
             max_length=4096,
             device="cpu",
             dtype="float32",
