@@ -106,6 +106,27 @@ def save_final(trainer: Any, processor: Any, out: str | Path) -> Path:
     return final
 
 
+def train_and_save(
+    trainer: Any, processor: Any, out: str | Path, checkpoint: str | None, start: float
+) -> tuple[Any, dict]:
+    """Train (continuing from ``checkpoint``), save ``out/final``; return TRL's result and the summary every run
+    reports: final model folder, steps, checkpoint resumed from, processes, wall time since ``start``."""
+    import time
+
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # logs go to the metrics file; stdout stays for the summary (--json)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    final = save_final(trainer, processor, out)
+    return result, {
+        "final": str(final),
+        "steps": trainer.state.global_step,
+        "resumed_from": checkpoint,
+        "processes": trainer.accelerator.num_processes,
+        "wall_s": round(time.perf_counter() - start, 1),
+    }
+
+
 def make_metrics_logger(out: str | Path, extra: Callable[[], dict[str, float]] | None = None) -> Any:
     """A TrainerCallback that writes every log (plus ``extra()``, e.g. rollout metrics) to JSONL and TensorBoard."""
     from transformers import TrainerCallback

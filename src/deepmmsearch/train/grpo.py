@@ -33,7 +33,6 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
     import os
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is marked experimental; we pin TRL
-    from transformers import PrinterCallback
     from trl import GRPOTrainer
 
     from deepmmsearch.eval.harness import Scorer
@@ -45,7 +44,7 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
         make_metrics_logger,
         read_metrics,
         resume_checkpoint,
-        save_final,
+        train_and_save,
         trainable_model,
         world_size,
     )
@@ -90,19 +89,13 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
         rollout_func=rollout,
         callbacks=[make_metrics_logger(config.out)],
     )
-    trainer.remove_callback(PrinterCallback)  # logs go to the metrics file; stdout stays for the summary (--json)
 
     # --- train, continuing from the last checkpoint when resuming
-    trainer.train(resume_from_checkpoint=checkpoint)
-    final = save_final(trainer, processor, config.out)
+    _, summary = train_and_save(trainer, processor, config.out, checkpoint, start)
     rewards = [r["reward"] for r in read_metrics(config.out) if "reward" in r]
     return {
-        "final": str(final),
-        "steps": trainer.state.global_step,
+        **summary,
         "reward_first": rewards[0] if rewards else None,
         "reward_last": rewards[-1] if rewards else None,
         "reward_mean": sum(rewards) / len(rewards) if rewards else None,
-        "resumed_from": checkpoint,
-        "processes": trainer.accelerator.num_processes,
-        "wall_s": round(time.perf_counter() - start, 1),
     }

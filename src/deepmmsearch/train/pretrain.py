@@ -47,14 +47,13 @@ def read_kb_pages(kb: str) -> list[dict]:
 def train_pretrain(config: TrainPretrainConfig, resume: bool = False) -> dict[str, Any]:
     """Run LM pre-training as configured; return a summary (steps, loss, final model folder, wall time)."""
     from datasets import Dataset
-    from transformers import PrinterCallback
     from trl import SFTTrainer
 
     from deepmmsearch.train.common import (
         device_and_precision,
         make_metrics_logger,
         resume_checkpoint,
-        save_final,
+        train_and_save,
         trainable_model,
         world_size,
     )
@@ -72,15 +71,5 @@ def train_pretrain(config: TrainPretrainConfig, resume: bool = False) -> dict[st
         processing_class=processor.tokenizer,  # text only: the tokenizer, not the image processor
         callbacks=[make_metrics_logger(config.out)],
     )
-    trainer.remove_callback(PrinterCallback)
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    final = save_final(trainer, processor, config.out)
-    return {
-        "final": str(final),
-        "steps": trainer.state.global_step,
-        "train_loss": result.training_loss,
-        "sequences": len(texts),
-        "resumed_from": checkpoint,
-        "processes": trainer.accelerator.num_processes,
-        "wall_s": round(time.perf_counter() - start, 1),
-    }
+    result, summary = train_and_save(trainer, processor, config.out, checkpoint, start)
+    return {**summary, "train_loss": result.training_loss, "sequences": len(texts)}

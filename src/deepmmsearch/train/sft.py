@@ -104,14 +104,13 @@ def load_sft_rows(data: str, limit: int | None = None) -> tuple[Any, Path]:
 
 def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
     """Run SFT as configured; return a summary (steps, loss, final model folder, wall time)."""
-    from transformers import PrinterCallback
     from trl import SFTTrainer
 
     from deepmmsearch.train.common import (
         device_and_precision,
         make_metrics_logger,
         resume_checkpoint,
-        save_final,
+        train_and_save,
         trainable_model,
         world_size,
     )
@@ -146,18 +145,12 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
         processing_class=processor,
         callbacks=[make_metrics_logger(config.out)],
     )
-    trainer.remove_callback(PrinterCallback)  # logs go to the metrics file; stdout stays for the summary (--json)
 
     # --- train, continuing from the last checkpoint when resuming
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    final = save_final(trainer, processor, config.out)
+    result, summary = train_and_save(trainer, processor, config.out, checkpoint, start)
     return {
-        "final": str(final),
-        "steps": trainer.state.global_step,
+        **summary,
         "train_loss": result.training_loss,
         "examples": len(rows),
         "skipped_too_long": len(lengths) - len(keep),
-        "resumed_from": checkpoint,
-        "processes": trainer.accelerator.num_processes,
-        "wall_s": round(time.perf_counter() - start, 1),
     }
