@@ -22,10 +22,6 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path):
     assert rag["tool_calls"] == 2  # the workflow always makes one image search and one text search
     report = (out / "report.md").read_text()
     assert "| System |" in report and "Sample trajectories" in report and (out / "accuracy.png").is_file()
-    # The teacher played questions from all over the train split (it lists them entity by entity), not its head.
-    train = [json.loads(line)["id"] for line in (out / "world" / "questions" / "train.jsonl").read_text().splitlines()]
-    played = {json.loads(line)["id"] for line in (out / "data" / "kept.jsonl").read_text().splitlines()}
-    assert played & set(train[160:]) and played & set(train[: len(train) // 4])
     # Every evaluated system wrote its own judged trajectories.
     for folder in sorted((out / "eval").iterdir()):
         lines = (folder / "trajectories.jsonl").read_text().splitlines()

@@ -139,14 +139,10 @@ def _run_config(world: Path) -> Any:
 
 def _build_data(world: Path, data: Path, config: DemoConfig) -> None:
     import asyncio
-    import random
 
     from deepmmsearch.data.build import DataBuildConfig, build_data
 
-    # The split lists questions entity by entity; a seeded sample spreads the teacher over all the entities, so the
-    # student sees many names once rather than few names often (it must copy names, not remember them).
-    questions = read_questions(world / "questions" / "train.jsonl")
-    questions = random.Random(config.seed).sample(questions, min(config.teacher_questions, len(questions)))
+    questions = read_questions(world / "questions" / "train.jsonl")[: config.teacher_questions]
     asyncio.run(
         build_data(
             questions, "oracle", data, DataBuildConfig(size=config.data_size, seed=config.seed), _run_config(world)
