@@ -74,11 +74,15 @@ def test_small_vocabulary_writes_a_name_the_same_wherever_it_stands() -> None:
     # A tiny model copies a name from a search result into its reasoning and its next query only if the name is
     # the same tokens at a line start, after a space, after a bracket and right after a tag.
     small = small_tokenizer([*default_corpus(), "Panellin Tram (Yscolhu) is a tram. Panellin Tram runs daily."] * 5)
-    name = small.tokenize("Panellin Tram")
-    for text in ("Panellin Tram", "\nPanellin Tram", "x Panellin Tram", "(Panellin Tram", "<text_search>Panellin Tram"):
-        tokens = small.tokenize(text)
-        assert tokens[len(tokens) - len(name) :] == name, text
-    sample = "A (b) c\n  d, e.\tf's <answer>12 g</answer>"
+    name = small.tokenize("x Panellin Tram")[-2:]
+    assert "".join(name) == "ĠPanellinĠTram"
+    for text in ("Panellin Tram", "\nPanellin Tram", "(Panellin Tram", "<text_search>Panellin Tram", "Panellin Tram."):
+        tokens = [t for t in small.tokenize(text) if t != "."]
+        assert tokens[-2:] == name, text
+        assert small.decode(small(text)["input_ids"]) == text
+    # Words carry their space: no token of spaces alone between two words.
+    assert "Ġ" not in small.tokenize("the tram runs daily in the city")
+    sample = "A (b) c\n  d, e.\tf's <answer>12 g</answer>\n\n(x)"
     assert small.decode(small(sample)["input_ids"]) == sample
 
 

@@ -27,13 +27,21 @@ QWEN_PATTERN = (
     r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
 QWEN_NUM_RANKS = 151_643
-# The small vocabulary's pattern: Qwen's, except that a word never takes the character before it. Qwen writes
-# "Tram" as "Tram", " Tram" or "(Tram" by where it stands; a tiny model cannot learn to map one onto the other,
-# so it could not copy a name out of a search result into its query. Here a name is the same tokens anywhere.
+# The small vocabulary's pattern: Qwen's, except that a word always takes one space before it and nothing else.
+# Qwen writes "Tram" as "Tram", " Tram" or "(Tram" by where it stands; a tiny model cannot learn to map one onto
+# the other, so it could not copy a name out of a search result into its query. Here a word that has no space
+# before it (at the start of a line, after a bracket, right after a tag) is given one, behind a GLUE mark that the
+# decoder removes again: a name is then the same tokens anywhere, and there are no space tokens between words
+# (written as tokens of their own, spaces made half of every sequence, and the model's attention went to them).
+GLUE = "\x01"
 SMALL_PATTERN = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    GLUE + r""" (?!\p{L})|(?i:'s|'t|'re|'ve|'m|'ll|'d)| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
     r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
+# Where a word most often starts without a space: after a newline, after "(" and at the start of a text or of the
+# text after a tag. Literal insertions (the tokenizers library cannot insert at a zero-width regex match); a glue
+# before something other than a word costs a token and changes nothing else.
+_GLUED_AFTER = ("\n", "(")
 
 
 def qwen_tokenizer() -> Any:
@@ -53,20 +61,23 @@ def qwen_tokenizer() -> Any:
 
 def small_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Any:
     """A byte-level BPE trained on ``texts`` with Qwen's special tokens and chat template, and a pre-tokenizer that
-    keeps words apart from the spaces and punctuation before them (see ``SMALL_PATTERN``).
+    gives every word exactly one space before it (see ``SMALL_PATTERN``).
 
     Our protocol tags are whole tokens too (after the special ones), so a tiny model emits a tag in one step.
     """
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     backend = Tokenizer(models.BPE())
+    backend.normalizer = normalizers.Sequence(
+        [normalizers.Replace(c, c + GLUE + " ") for c in _GLUED_AFTER] + [normalizers.Prepend(GLUE + " ")]
+    )
     backend.pre_tokenizer = pre_tokenizers.Sequence(
         [
             pre_tokenizers.Split(Regex(SMALL_PATTERN), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
-    backend.decoder = decoders.ByteLevel()
+    backend.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Replace(GLUE + " ", "")])
     special = list(SPECIAL_TOKENS) + list(PROTOCOL_TOKENS)
     trainer = trainers.BpeTrainer(
         vocab_size=max(vocab_size, 256 + len(special)),
