@@ -111,3 +111,25 @@ def test_an_episode_without_a_reply_is_an_empty_weightless_completion(sft_data, 
     tokens = episode_tokens(processor, trajectory, load_image(trajectory.question.image))
     assert tokens.env_mask == [0] and len(tokens.completion_ids) == 1
     assert processor.tokenizer.decode(tokens.prompt_ids).endswith("<|im_start|>assistant\n")
+
+
+def test_sft_name_swap_renames_consistently_and_keeps_the_mask(sft_data, processor):
+    from deepmmsearch.data.augment import PROPER_WORD, proper_words
+    from deepmmsearch.train.sft import IGNORE_INDEX, ConversationCollator, load_sft_rows
+
+    rows, data_dir = load_sft_rows(str(sft_data))
+    row = next(r for r in rows if sum(m["kind"] == "tool_result" for m in r["messages"]) >= 2)
+    originals = set(proper_words(m["content"] for m in row["messages"]))
+    pool = [w for w in proper_words(m["content"] for r in rows for m in r["messages"]) if w not in originals]
+    assert len(pool) >= len(originals) > 0
+    collator = ConversationCollator(processor, data_dir, swap_names=1.0, name_pool=pool, seed=0)
+    batch = collator([row])
+    ids, labels = batch["input_ids"][0], batch["labels"][0]
+    trained = labels != IGNORE_INDEX
+    tokenizer = processor.tokenizer
+    replies, context = tokenizer.decode(ids[trained]), tokenizer.decode(ids[~trained])
+    assert not originals & set(PROPER_WORD.findall(replies + context))  # every name swapped
+    # The names the replies write are names the tool results showed: the copy the swap is there to teach.
+    assert set(PROPER_WORD.findall(replies)) <= set(PROPER_WORD.findall(context))
+    plain = ConversationCollator(processor, data_dir)([row])
+    assert int(trained.sum()) > 0 and bool((plain["labels"][0] != IGNORE_INDEX).any())

@@ -95,6 +95,10 @@ class TrainSFTConfig:
     device: str = field(default="auto", metadata={"help": "auto or cpu"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
     limit: int | None = field(default=None, metadata={"help": "train on the first N conversations only"})
+    swap_names: float = field(
+        default=0.0,
+        metadata={"help": "share of conversations whose made-up names are swapped each pass (offline world only)"},
+    )
     seed: int = field(default=0, metadata={"help": "data order and initialization seed"})
     logging_steps: int = field(default=1, metadata={"help": "log every N optimizer steps"})
     save_steps: int = field(default=50, metadata={"help": "checkpoint every N optimizer steps"})

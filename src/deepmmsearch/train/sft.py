@@ -8,10 +8,13 @@ everywhere else: the system prompt, the question and every tool result carry no 
 
 from __future__ import annotations
 
+import random
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from deepmmsearch.data.augment import proper_words, swap_names
 from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.records import Message
 from deepmmsearch.train.config import TrainSFTConfig
@@ -43,25 +46,43 @@ def encode_example(processor: Any, messages: list[Message], image: Any) -> dict[
 
 
 class ConversationCollator:
-    """Tokenizes rows with :func:`encode_example` and right-pads them into one batch (images concatenated)."""
+    """Tokenizes rows with :func:`encode_example` and right-pads them into one batch (images concatenated).
 
-    def __init__(self, processor: Any, data_dir: Path) -> None:
+    With ``swap_names`` > 0, that share of the conversations has its made-up names swapped for others of
+    ``name_pool`` (see :mod:`deepmmsearch.data.augment`), drawn anew each time a row is batched.
+    """
+
+    def __init__(
+        self,
+        processor: Any,
+        data_dir: Path,
+        swap_names: float = 0.0,
+        name_pool: list[str] | None = None,
+        seed: int = 0,
+    ) -> None:
         from deepmmsearch.models.chat import PAD_TOKEN
 
         self.processor = processor
         self.data_dir = data_dir
         self.pad_id = processor.tokenizer.convert_tokens_to_ids(PAD_TOKEN)
+        self.swap_names = swap_names
+        self.name_pool = name_pool or []
+        self.rng = random.Random(seed)
 
-    def encode(self, row: dict) -> dict[str, Any]:
+    def encode(self, row: dict, augment: bool = False) -> dict[str, Any]:
         from deepmmsearch.images import load_image
 
         image_path = resolve_image(row["image_path"], self.data_dir)
-        return encode_example(self.processor, row_messages(row, image_path), load_image(image_path))
+        messages = row_messages(row, image_path)
+        if augment and self.swap_names > 0 and self.rng.random() < self.swap_names:
+            texts = swap_names([m.text for m in messages], self.name_pool, self.rng)
+            messages = [replace(m, text=text) for m, text in zip(messages, texts, strict=True)]
+        return encode_example(self.processor, messages, load_image(image_path))
 
     def __call__(self, rows: list[dict]) -> dict[str, Any]:
         import torch
 
-        examples = [self.encode(row) for row in rows]
+        examples = [self.encode(row, augment=True) for row in rows]
         width = max(e["input_ids"].shape[1] for e in examples)
 
         def padded(key: str, value: int) -> Any:
@@ -128,7 +149,8 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
 
     # --- model: vision tower frozen, LoRA or the whole language model trainable
     model, processor = trainable_model(config.model, dtype, config.lora, config.train_vision)
-    collator = ConversationCollator(processor, data_dir)
+    pool = proper_words(m["content"] for row in rows for m in row["messages"]) if config.swap_names else []
+    collator = ConversationCollator(processor, data_dir, config.swap_names, pool, config.seed)
     lengths = [collator.encode(row)["input_ids"].shape[1] for row in rows]
     keep = [i for i, n in enumerate(lengths) if n <= config.max_length]
     if not keep:

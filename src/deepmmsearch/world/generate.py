@@ -19,7 +19,7 @@ KINDS = {
     "vehicle": ("locomotive", "airship", "tram", "schooner", "roadster", "glider"),
     "person": ("painter", "architect", "engineer", "composer", "explorer", "botanist"),
 }
-_SYLLABLES = (
+SYLLABLES = (
     "ka",
     "lo",
     "mer",
@@ -371,7 +371,7 @@ class Entity:
 
 
 def _proper(rng: random.Random, syllables: int = 2) -> str:
-    return "".join(rng.choice(_SYLLABLES) for _ in range(syllables)).capitalize()
+    return "".join(rng.choice(SYLLABLES) for _ in range(syllables)).capitalize()
 
 
 def _name(rng: random.Random, category: str, kind: str) -> str:
