@@ -223,7 +223,8 @@ def _grpo(out: Path, config: DemoConfig) -> None:
             out=str(out / "grpo"),
             lora=LoraSettings(enabled=False),
             tools=_run_config(out / "world").tools,
-            agent=AgentConfig(rules=Rules(max_tool_calls=4, max_turns=6), policy_timeout_s=120),
+            # The tool budget as in the SFT data: the prompt shows it, and the tiny model has seen no other.
+            agent=AgentConfig(rules=Rules(max_turns=6), policy_timeout_s=120),
             num_generations=4,
             questions_per_step=4,
             per_device_batch_size=8,
