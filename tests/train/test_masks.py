@@ -122,7 +122,7 @@ def test_sft_name_swap_renames_consistently_and_keeps_the_mask(sft_data, process
     originals = set(proper_words(m["content"] for m in row["messages"]))
     pool = [w for w in proper_words(m["content"] for r in rows for m in r["messages"]) if w not in originals]
     assert len(pool) >= len(originals) > 0
-    collator = ConversationCollator(processor, data_dir, swap_names=1.0, name_pool=pool, seed=0)
+    collator = ConversationCollator(processor, data_dir, swap_share=1.0, name_pool=pool, seed=0)
     batch = collator([row])
     ids, labels = batch["input_ids"][0], batch["labels"][0]
     trained = labels != IGNORE_INDEX

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from deepmmsearch.world.generate import SYLLABLES
 
-_PIECES = sorted(SYLLABLES, key=len, reverse=True)  # longest first, so "mer" is tried before "me"-like prefixes
+_PIECES = sorted(SYLLABLES, key=len, reverse=True)  # longest first: a regex alternation takes the first that fits
 # A made-up proper word of the offline world: two or three syllables, the first capitalised (Risbel, Dorystor).
 PROPER_WORD = re.compile(
     r"(?<![A-Za-z])(?:{})(?:{}){{1,2}}(?![a-z])".format("|".join(p.capitalize() for p in _PIECES), "|".join(_PIECES))

@@ -48,7 +48,7 @@ def encode_example(processor: Any, messages: list[Message], image: Any) -> dict[
 class ConversationCollator:
     """Tokenizes rows with :func:`encode_example` and right-pads them into one batch (images concatenated).
 
-    With ``swap_names`` > 0, that share of the conversations has its made-up names swapped for others of
+    With ``swap_share`` > 0, that share of the conversations has its made-up names swapped for others of
     ``name_pool`` (see :mod:`deepmmsearch.data.augment`), drawn anew each time a row is batched.
     """
 
@@ -56,7 +56,7 @@ class ConversationCollator:
         self,
         processor: Any,
         data_dir: Path,
-        swap_names: float = 0.0,
+        swap_share: float = 0.0,
         name_pool: list[str] | None = None,
         seed: int = 0,
     ) -> None:
@@ -65,7 +65,7 @@ class ConversationCollator:
         self.processor = processor
         self.data_dir = data_dir
         self.pad_id = processor.tokenizer.convert_tokens_to_ids(PAD_TOKEN)
-        self.swap_names = swap_names
+        self.swap_share = swap_share
         self.name_pool = name_pool or []
         self.rng = random.Random(seed)
 
@@ -74,7 +74,7 @@ class ConversationCollator:
 
         image_path = resolve_image(row["image_path"], self.data_dir)
         messages = row_messages(row, image_path)
-        if augment and self.swap_names > 0 and self.rng.random() < self.swap_names:
+        if augment and self.swap_share > 0 and self.rng.random() < self.swap_share:
             texts = swap_names([m.text for m in messages], self.name_pool, self.rng)
             messages = [replace(m, text=text) for m, text in zip(messages, texts, strict=True)]
         return encode_example(self.processor, messages, load_image(image_path))
