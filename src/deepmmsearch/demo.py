@@ -195,7 +195,6 @@ def _sft(out: Path, config: DemoConfig) -> None:
             train_vision=True,
             epochs=config.sft_epochs,
             learning_rate=config.sft_learning_rate,
-            swap_names=1.0,  # names must be copied from the results, not remembered (docs/training.md)
             warmup_ratio=0.05,
             global_batch_size=8,
             per_device_batch_size=1,  # one conversation per pass: no padding, and 2-3x faster on a CPU than 8

@@ -97,14 +97,11 @@ def test_pretraining_reads_the_kb_as_result_lines_and_trains_the_language_model_
     from deepmmsearch.train.pretrain import pretraining_texts, read_kb_pages
 
     pages = read_kb_pages(str(small_world / "kb"))
-    texts = pretraining_texts(pages, sequences=3, pages_per_block=4, blocks_per_sequence=2, seed=1)
-    assert len(texts) == 3 and all(t.count("<information>") == 2 for t in texts)
-    lines = texts[0].split("\n")
-    assert lines[0] == "<information>" and lines[5] == "</information>"
-    page = next(p for p in pages if lines[1].startswith(f"{p['title']} ("))
-    assert lines[1].startswith(f"{page['title']} ({page['url']}): {page['text'][:20]}") and len(lines[1]) < 400
-    # After each block, a line that names its first result: the copy pre-training is there to teach.
-    assert lines[6].endswith(f" {page['title']}.") and lines[7] == "<information>"
+    texts = pretraining_texts(pages, sequences=3, pages_per_sequence=4, seed=1)
+    assert len(texts) == 3 and all(len(t.split("\n")) == 4 for t in texts)
+    first = texts[0].split("\n")[0]
+    page = next(p for p in pages if first.startswith(f"{p['title']} ("))
+    assert first == f"{page['title']} ({page['url']}): {page['text']}"
 
     out = tmp_path / "pre"
     flags = ["train", "pretrain", "--model", str(tiny_model), "--kb", str(small_world / "kb"), "--out", str(out)]

@@ -48,15 +48,13 @@ class ModelSize:
 _TINY_PIXELS = {"min_pixels": 28 * 28 * 4, "max_pixels": 28 * 28 * 16}
 
 SIZES: dict[str, ModelSize] = {
-    # One 64-wide head a layer, not four of 16: as cheap, and a head must carry a token's identity to copy it
-    # (a name out of a search result); 16 dimensions leave little room for a thousand tokens.
     "tiny": ModelSize(
         hidden_size=64,
         intermediate_size=128,
         num_layers=2,
-        num_heads=1,
-        num_kv_heads=1,
-        mrope_section=(8, 12, 12),
+        num_heads=4,
+        num_kv_heads=2,
+        mrope_section=(2, 3, 3),
         vision_depth=2,
         vision_hidden_size=32,
         vision_intermediate_size=64,

@@ -44,11 +44,8 @@ class TrainPretrainConfig:
     model: str = field(default="", metadata={"help": "model folder to start from (`dmms model init`)"})
     kb: str = field(default="", metadata={"help": "knowledge-base folder whose pages are the corpus"})
     out: str = field(default="runs/pretrain", metadata={"help": "run folder: checkpoints, logs and final/ (the model)"})
-    sequences: int = field(default=2000, metadata={"help": "training sequences, each a few blocks of random pages"})
-    pages_per_block: int = field(default=4, metadata={"help": "pages per result block, one result line each"})
-    blocks_per_sequence: int = field(
-        default=3, metadata={"help": "result blocks per sequence, each followed by a line naming its first result"}
-    )
+    sequences: int = field(default=2000, metadata={"help": "training sequences, each a random group of pages"})
+    pages_per_sequence: int = field(default=5, metadata={"help": "pages per sequence, one result line each"})
     epochs: float = field(default=1.0, metadata={"help": "passes over the sequences"})
     max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: epochs decide)"})
     learning_rate: float = field(default=1e-2, metadata={"help": "peak learning rate (a tiny model wants a high one)"})
@@ -68,8 +65,7 @@ class TrainPretrainConfig:
 
     def __post_init__(self) -> None:
         _check_batch(self.global_batch_size, self.per_device_batch_size)
-        positive = ("sequences", "pages_per_block", "blocks_per_sequence", "logging_steps", "save_steps", "max_length")
-        for name in positive:
+        for name in ("sequences", "pages_per_sequence", "logging_steps", "save_steps", "max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
