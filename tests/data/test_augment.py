@@ -39,3 +39,14 @@ def test_swap_is_consistent_across_turns_and_one_to_one() -> None:
 def test_too_small_a_pool_leaves_the_conversation_as_it_was() -> None:
     assert swap_names(TURNS, ["Kalo"], random.Random(0)) == TURNS
     assert swap_names(["no names here"], ["Kalo"], random.Random(0)) == ["no names here"]
+
+
+def test_the_sft_config_takes_a_share_from_0_to_1() -> None:
+    import pytest
+
+    from deepmmsearch.train.config import TrainSFTConfig
+
+    assert TrainSFTConfig(swap_names=0.5).swap_names == 0.5
+    for bad in (-0.1, 2):
+        with pytest.raises(ValueError, match="swap_names"):
+            TrainSFTConfig(swap_names=bad)

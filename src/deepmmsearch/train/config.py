@@ -109,6 +109,8 @@ class TrainSFTConfig:
         for name in ("logging_steps", "save_steps", "max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.swap_names <= 1:
+            raise ValueError(f"swap_names is a share of the conversations, from 0 to 1; got {self.swap_names}")
 
 
 @dataclass
