@@ -1,5 +1,7 @@
 import random
 
+import pytest
+
 from deepmmsearch.data.augment import PROPER_WORD, proper_words, swap_names
 
 TURNS = [
@@ -42,8 +44,6 @@ def test_too_small_a_pool_leaves_the_conversation_as_it_was() -> None:
 
 
 def test_the_sft_config_takes_a_share_from_0_to_1() -> None:
-    import pytest
-
     from deepmmsearch.train.config import TrainSFTConfig
 
     assert TrainSFTConfig(swap_names=0.5).swap_names == 0.5

@@ -31,7 +31,7 @@ def proper_words(texts: Iterable[str]) -> list[str]:
 def swap_names(texts: list[str], pool: list[str], rng: random.Random) -> list[str]:
     """``texts`` (the turns of one conversation) with each proper word replaced by another from ``pool``, the same
     word by the same replacement everywhere and two different words never by the same one."""
-    found = sorted({word for text in texts for word in PROPER_WORD.findall(text)})
+    found = proper_words(texts)
     if not found or len(pool) < len(found):
         return texts
     mapping = dict(zip(found, rng.sample(pool, len(found)), strict=True))
