@@ -20,6 +20,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 GIVE_UP_ANSWER = "Unable to answer due to lack of relevant information"
+# The lead lines of search results as the extractive summarizer writes them, "Best match: <top image result's
+# title>" and "Most relevant: <the sentence closest to the question>": the oracle teacher quotes them, so a
+# model learns to read a result by copying one line.
+BEST_MATCH = "Best match:"
+MOST_RELEVANT = "Most relevant:"
 
 
 class ActionKind(StrEnum):

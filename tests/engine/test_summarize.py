@@ -26,16 +26,18 @@ def test_extractive_keeps_the_answering_sentence_with_its_source() -> None:
     summary = asyncio.run(
         ExtractiveSummarizer(text_sentences=2).summarize_text("How tall is the lighthouse?", "lighthouse height", HITS)
     )
-    assert "The tower is 38 metres tall." in summary
-    assert "Korvath Point Lighthouse (https://example.org/korvath):" in summary
-    sentences = [s for line in summary.splitlines() for s in line.split("): ", 1)[1].split(". ")]
+    lead, *lines = summary.splitlines()
+    assert lead == "Most relevant: The tower is 38 metres tall."  # the featured sentence, on a line of its own
+    assert "Korvath Point Lighthouse (https://example.org/korvath):" in lines[0] and "38 metres" in lines[0]
+    sentences = [s for line in lines for s in line.split("): ", 1)[1].split(". ")]
     assert len(sentences) <= 2
     assert "cathedral" not in summary
 
 
 def test_extractive_keeps_everything_when_it_is_short() -> None:
-    summary = asyncio.run(ExtractiveSummarizer(text_sentences=20).summarize_text("q", "q", HITS[1:2]))
-    assert summary == f"Vellmar (https://example.org/vellmar): {HITS[1].text}"
+    summary = asyncio.run(ExtractiveSummarizer(text_sentences=20).summarize_text("the harbours", "q", HITS[1:2]))
+    lead = "Most relevant: It is known for its fishing harbours."
+    assert summary == f"{lead}\nVellmar (https://example.org/vellmar): {HITS[1].text}"
 
 
 def test_extractive_image_summary_names_the_entity() -> None:
@@ -44,7 +46,9 @@ def test_extractive_image_summary_names_the_entity() -> None:
         ImageHit("Korvath Point Lighthouse", "https://example.org/korvath", "A white tower with red bands."),
     ]
     summary = asyncio.run(ExtractiveSummarizer(image_sentences=1).summarize_images("What windmill is this?", hits))
-    assert summary == "Elmbrook Mill (https://example.org/elmbrook): Elmbrook Mill, a brown post windmill."
+    assert summary == (
+        "Best match: Elmbrook Mill\nElmbrook Mill (https://example.org/elmbrook): Elmbrook Mill, a brown post windmill."
+    )
 
 
 def test_llm_summarizer_sends_results_and_instructions(fake_openai) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deepmmsearch.errors import ConfigError, ToolError
+from deepmmsearch.protocol import BEST_MATCH, MOST_RELEVANT
 from deepmmsearch.tools.base import ImageHit, Summarizer, TextHit
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ class ExtractiveSummarizer(Summarizer):
     """Picks the ``sentences`` most question-relevant sentences across the hits (no model beyond MiniLM)."""
 
     name = "extractive"
+    # Bumped whenever the output changes, so a tool cache never replays summaries in an older format.
+    cache_id = "extractive-2"
 
     def __init__(
         self, text_sentences: int = 6, image_sentences: int = 4, embedder: Any = None, max_cached: int = 200_000
@@ -44,20 +47,26 @@ class ExtractiveSummarizer(Summarizer):
 
     async def summarize_text(self, question: str, query: str, hits: list[TextHit]) -> str:
         sources = [(h.title, h.url, h.text) for h in hits]
-        return await asyncio.to_thread(self._summarize, f"{question} {query}".strip(), sources, self.text_sentences)
+        focus = f"{question} {query}".strip()
+        return await asyncio.to_thread(self._summarize, focus, sources, self.text_sentences, True)
 
     async def summarize_images(self, question: str, hits: list[ImageHit]) -> str:
         sources = [(h.title, h.url, h.description or h.title) for h in hits]
-        return await asyncio.to_thread(self._summarize, question, sources, self.image_sentences)
+        summary = await asyncio.to_thread(self._summarize, question, sources, self.image_sentences)
+        # A reverse image search leads with its best guess (Google Lens does); a reader names the entity from
+        # that one line instead of weighing every result.
+        return f"{BEST_MATCH} {hits[0].title}\n{summary}" if hits else summary
 
-    def _summarize(self, focus: str, sources: list[tuple[str, str, str]], budget: int) -> str:
+    def _summarize(self, focus: str, sources: list[tuple[str, str, str]], budget: int, lead: bool = False) -> str:
+        """The ``budget`` sentences closest to ``focus`` under their sources; with ``lead``, the closest one first
+        on a line of its own (a search engine's featured snippet)."""
         from deepmmsearch.engine.text_index import split_sentences
 
         units = [(s, j) for j, (_, _, text) in enumerate(sources) for s in split_sentences(text)]
         if not units:
             return "\n".join(f"{title} ({url})" for title, url, _ in sources)
-        chosen = set(range(len(units)))
-        if len(units) > budget:
+        ranked = list(range(len(units)))
+        if len(units) > budget or lead:
             embedder = self._embedder
             if embedder is None:
                 from deepmmsearch.engine.embedder import load_embedder
@@ -69,8 +78,9 @@ class ExtractiveSummarizer(Summarizer):
             similarity = vectors @ embedder.encode_query(focus)
             # A small bonus for higher-ranked sources breaks near-ties the way the search engine ranked them.
             scored = [float(similarity[i]) - 0.01 * units[i][1] for i in range(len(units))]
-            chosen = set(sorted(range(len(units)), key=lambda i: -scored[i])[:budget])
-        lines = []
+            ranked = sorted(range(len(units)), key=lambda i: -scored[i])
+        chosen = set(ranked[:budget])
+        lines = [f"{MOST_RELEVANT} {units[ranked[0]][0]}"] if lead else []
         for j, (title, url, _) in enumerate(sources):
             picked = [units[i][0] for i in sorted(chosen) if units[i][1] == j]
             if picked:

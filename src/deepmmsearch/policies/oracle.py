@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 
 from deepmmsearch.errors import PolicyError
 from deepmmsearch.policies.base import Conversation, Generation, Policy
-from deepmmsearch.protocol import GIVE_UP_ANSWER, Action, ActionKind, render_action, system_prompt
+from deepmmsearch.protocol import (
+    BEST_MATCH,
+    GIVE_UP_ANSWER,
+    MOST_RELEVANT,
+    Action,
+    ActionKind,
+    render_action,
+    system_prompt,
+)
 from deepmmsearch.records import Message
 
 
@@ -25,6 +33,8 @@ class OracleConfig:
     seed: int = field(default=0, metadata={"help": "its choices are a function of the seed and the question id"})
 
 
+# The first reply names what the question wants ("Wanted: weight.") where the question is near, and later replies
+# repeat it after the same mark: a copy for a small model, not a second reading of a question far above.
 _LOOK = (
     "I do not recognise what the picture shows, so I will run a reverse image search on the whole image.",
     "The picture alone does not tell me what this is; a reverse image search on the whole image should.",
@@ -34,14 +44,16 @@ _CROP = (
     "The question is about {crop}, one of several objects, so I will crop that region and search with it.",
     "Several objects are shown; I will search with a crop of {crop} only.",
 )
+# Each names the entity as the image search's lead line does ("Best match: <title>"), or as the results list it
+# when the best match is something else: a copy a small model learns where a paraphrase is not.
 _IDENTIFIED = (
-    "The image search identifies it as {target}. Now I will look up its {what}.",
-    "According to the image search this is {target}. I still need the {what}, so I will search the web.",
-    "This is {target}. Next I will search for the {what}.",
+    "{named}. Wanted: {what}. Now I will look it up.",
+    "{named}. Wanted: {what}. I still need it, so I will search the web.",
+    "{named}. Wanted: {what}. Next I will search for it.",
 )
 _VAGUE = (
-    "The image search says this is {target}. I will first search for the name.",
-    "It is {target}. Let me search for it by name.",
+    "{named}. I will first search for the name.",
+    "{named}. Let me search for it by name.",
 )
 _GENERIC = (
     "I will start with a broad search for this kind of thing and narrow it down if needed.",
@@ -111,12 +123,14 @@ class OraclePolicy(Policy):
             if m.role == "assistant" and m.action is not None
         ]
         if not done:
+            wanted = f" Wanted: {plan.get('what', 'facts')}."
             if skill == "crop_search":
-                return Action(ActionKind.CROP_SEARCH, plan["crop"], rng.choice(_CROP).format(crop=plan["crop"]))
+                reason = rng.choice(_CROP).format(crop=plan["crop"]) + wanted
+                return Action(ActionKind.CROP_SEARCH, plan["crop"], reason)
             if crop_anyway:
                 crop = "the object in the centre"
-                return Action(ActionKind.CROP_SEARCH, crop, rng.choice(_CROP).format(crop=crop))
-            return Action(ActionKind.IMAGE_SEARCH, "", rng.choice(_LOOK))
+                return Action(ActionKind.CROP_SEARCH, crop, rng.choice(_CROP).format(crop=crop) + wanted)
+            return Action(ActionKind.IMAGE_SEARCH, "", rng.choice(_LOOK) + wanted)
 
         target = plan["target"]
         last_action, last_seen = done[-1]
@@ -125,13 +139,12 @@ class OraclePolicy(Policy):
         if last_action.kind.is_image:
             if not _mentions(last_seen, target):
                 return _give_up(rng)
+            named = _named(last_seen, target)
             if skill == "refine":  # the name alone: a namesake makes it ambiguous
-                return Action(ActionKind.TEXT_SEARCH, plan["vague_query"], rng.choice(_VAGUE).format(target=target))
+                return Action(ActionKind.TEXT_SEARCH, plan["vague_query"], rng.choice(_VAGUE).format(named=named))
             if vague_first:  # a generic query that forgets the name; the refined one follows
                 return Action(ActionKind.TEXT_SEARCH, f"{plan['kind']} {what}", rng.choice(_GENERIC))
-            return Action(
-                ActionKind.TEXT_SEARCH, plan["query"], rng.choice(_IDENTIFIED).format(target=target, what=what)
-            )
+            return Action(ActionKind.TEXT_SEARCH, plan["query"], rng.choice(_IDENTIFIED).format(named=named, what=what))
 
         if skill == "multi_hop" and plan["hop_query"] not in queries:
             if _mentions(last_seen, plan["hop_name"]):
@@ -144,7 +157,9 @@ class OraclePolicy(Policy):
             last_action.query == plan.get("vague_query") and twin and twin != answer and _mentions(last_seen, twin)
         )
         if _mentions(last_seen, answer) and not ambiguous:
-            return Action(ActionKind.ANSWER, answer, rng.choice(_ANSWER).format(answer=answer))
+            quoted = _lead(last_seen, MOST_RELEVANT, answer)
+            reason = f"{quoted} So the answer is {answer}." if quoted else rng.choice(_ANSWER).format(answer=answer)
+            return Action(ActionKind.ANSWER, answer, reason)
         final_query = plan["hop_query"] if skill == "multi_hop" else plan["query"]
         return self._refine_or_give_up(final_query, queries, rng)
 
@@ -157,6 +172,19 @@ class OraclePolicy(Policy):
 
 def _give_up(rng: random.Random) -> Action:
     return Action(ActionKind.ANSWER, GIVE_UP_ANSWER, rng.choice(_GIVE_UP))
+
+
+def _named(result: str, target: str) -> str:
+    """How the reply names the target: the image search's best match quoted when that is it, else the target."""
+    return _lead(result, BEST_MATCH, target) or f"The results show {target}"
+
+
+def _lead(result: str, prefix: str, phrase: str) -> str | None:
+    """The result's line that starts with ``prefix`` (a lead line), if it mentions ``phrase``."""
+    for line in result.splitlines():
+        if line.startswith(prefix) and _mentions(line, phrase):
+            return line.strip()
+    return None
 
 
 def _turn(messages: list[Message]) -> int:

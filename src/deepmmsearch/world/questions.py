@@ -59,8 +59,9 @@ def _fact_plan(entity: Entity, attribute: Attribute, entities: dict[str, Entity]
         .removesuffix("_kmh")
         .replace("_", " "),
         "value": display(entities, entity.facts[attribute.name]),
-        # A namesake is told apart by its place, as the image search's page title does.
-        "query": f"{entity.title(entities)} {attribute.phrase}".replace("(", "").replace(")", ""),
+        # The page title as the image search shows it, "Name (Place)" for a namesake: the place tells them apart,
+        # and a reader can copy the title as it stands.
+        "query": f"{entity.title(entities)} {attribute.phrase}",
     }
 
 
@@ -184,11 +185,10 @@ def questions_for(
     # Refine: the name alone finds two pages; the place tells them apart.
     if entity.twin and entity.place:
         attribute = rng.choice(plain)
-        place = entities[entity.place].name
         plan = {
             **_fact_plan(entity, attribute, entities),
             "vague_query": entity.name,
-            "query": f"{entity.name} {place} {attribute.phrase}",
+            "query": f"{entity.title(entities)} {attribute.phrase}",
             "twin_value": entities[entity.twin].facts[attribute.name],
         }
         add(
