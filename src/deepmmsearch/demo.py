@@ -5,7 +5,7 @@ Stages, in order, each written to its own folder under ``out`` and skipped on a 
     world/       the offline world and its knowledge base
     data/        SFT data: the oracle teacher's episodes, filtered and balanced
     model-init/  a tiny Qwen2.5-VL-architecture model with a small vocabulary trained on the world's text
-    pretrain/    LM pre-training on the world's pages, standing in for the pre-training a released model has
+    pretrain/    a copy warm-up, then the world's pages and reading drills: the reading a released model brings
     sft/         SFT cold start (TRL SFTTrainer, LoRA off: the tiny model is trained in full)
     grpo/        online GRPO from the SFT model, rollouts through the real tools
     eval/        the test split under five systems, as the paper's Table 1 compares them
@@ -35,7 +35,8 @@ class DemoConfig:
     entities: int = field(default=300, metadata={"help": "pictured entities of the world"})
     teacher_questions: int = field(default=900, metadata={"help": "train questions the teacher plays"})
     data_size: int = field(default=600, metadata={"help": "SFT conversations kept"})
-    pretrain_sequences: int = field(default=2000, metadata={"help": "page groups the LM is pre-trained on"})
+    pretrain_sequences: int = field(default=1000, metadata={"help": "page groups; 3x as many drills, 2x copy rows"})
+    copy_steps: int = field(default=700, metadata={"help": "copy warm-up steps of pre-training"})
     sft_epochs: float = field(default=6.0, metadata={"help": "SFT passes over the data"})
     sft_learning_rate: float = field(default=1e-2, metadata={"help": "a tiny model from scratch wants a high rate"})
     grpo_steps: int = field(default=40, metadata={"help": "GRPO optimizer steps"})
@@ -49,7 +50,8 @@ class DemoConfig:
             entities=36,
             teacher_questions=160,
             data_size=96,
-            pretrain_sequences=200,
+            pretrain_sequences=100,
+            copy_steps=300,
             sft_epochs=2.0,
             grpo_steps=2,
             test_questions=40,
@@ -171,6 +173,9 @@ def _pretrain(out: Path, config: DemoConfig) -> None:
             kb=str(out / "world" / "kb"),
             out=str(out / "pretrain"),
             sequences=config.pretrain_sequences,
+            drills=3 * config.pretrain_sequences,
+            copy_rows=2 * config.pretrain_sequences,
+            copy_steps=config.copy_steps,
             device="cpu",
             dtype="float32",
             seed=config.seed,

@@ -90,27 +90,65 @@ def test_lora_adapts_only_the_language_model(tiny_model):
     assert not any(".visual." in n for n in names) and any("embed_tokens" in n for n in names)
 
 
-def test_pretraining_reads_the_kb_as_result_lines_and_trains_the_language_model_only(small_world, tiny_model, tmp_path):
-    import torch
+def test_pretraining_rows_copy_what_they_show(small_world):
+    from deepmmsearch.protocol import BEST_MATCH, MOST_RELEVANT
+    from deepmmsearch.train.pretrain import copy_rows, pretraining_texts, read_kb_images, read_kb_pages, reading_drills
 
-    from deepmmsearch.models.build import load_model
-    from deepmmsearch.train.pretrain import pretraining_texts, read_kb_pages
-
-    pages = read_kb_pages(str(small_world / "kb"))
+    kb = str(small_world / "kb")
+    pages = read_kb_pages(kb)
     texts = pretraining_texts(pages, sequences=3, pages_per_sequence=4, seed=1)
     assert len(texts) == 3 and all(len(t.split("\n")) == 4 for t in texts)
     first = texts[0].split("\n")[0]
     page = next(p for p in pages if first.startswith(f"{p['title']} ("))
     assert first == f"{page['title']} ({page['url']}): {page['text']}"
 
+    drills = reading_drills(pages, read_kb_images(kb), 30, seed=1)
+    kinds = {BEST_MATCH: 0, MOST_RELEVANT: 0, "continued": 0}
+    for drill in drills:
+        lines, completion = drill["prompt"].split("\n"), drill["completion"]
+        assert lines[0] == "<information>" and lines[-2] == "</information>"
+        cue = lines[-1]
+        if cue in (BEST_MATCH, MOST_RELEVANT):  # the lead line says it, and the first result shows it
+            assert lines[1] == cue + completion and completion.strip() in lines[2]
+            kinds[cue] += 1
+        else:  # a sentence of the first result, continued
+            assert cue + completion in lines[1]
+            kinds["continued"] += 1
+    assert kinds == {BEST_MATCH: 10, MOST_RELEVANT: 10, "continued": 10}
+
+    for row in copy_rows(pages, 20, seed=1):
+        words, repeat = row["prompt"].split(), row["completion"].split()
+        assert any(" ".join(words[-cut:] + repeat) in " ".join(words[:-cut]) for cut in (1, 2))
+
+
+def test_copy_warmup_teaches_a_model_built_from_scratch_to_copy(tiny_model):
+    from deepmmsearch.models.build import load_model
+    from deepmmsearch.train.config import TrainPretrainConfig
+    from deepmmsearch.train.pretrain import copy_warmup
+
+    model, processor = load_model(str(tiny_model), "float32", "cpu")
+    config = TrainPretrainConfig(copy_steps=600, copy_long_steps=0, seed=0)
+    # Chance is one token in the vocabulary (hundreds); on 48-token sequences the copy forms within ~500 steps.
+    assert copy_warmup(model, processor.tokenizer, config)[0] > 0.8
+
+
+def test_pretraining_trains_the_language_model_only(small_world, tiny_model, tmp_path):
+    import torch
+
+    from deepmmsearch.models.build import load_model
+
     out = tmp_path / "pre"
     flags = ["train", "pretrain", "--model", str(tiny_model), "--kb", str(small_world / "kb"), "--out", str(out)]
     flags += ["--sequences", "64", "--max-steps", "12", "--lr", "1e-2", "--json"]
     config = tmp_path / "pre.yaml"
-    config.write_text("device: cpu\nlogging_steps: 1\nsave_steps: 100\n")
+    config.write_text(
+        "device: cpu\nlogging_steps: 1\nsave_steps: 100\ncopy_steps: 20\ncopy_long_steps: 5\ndrills: 30\n"
+        "copy_rows: 30\nglobal_batch_size: 8\nper_device_batch_size: 8\n"
+    )
     run = subprocess.run(_dmms(*flags, "--config", str(config)), env=ENV, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert json.loads(run.stdout)["steps"] == 12
+    summary = json.loads(run.stdout)
+    assert summary["steps"] == 12 and summary["rows"] == 64 + 30 + 30 and len(summary["copy_warmup_accuracy"]) == 2
     losses = [r["loss"] for r in read_metrics(out) if "loss" in r]
     assert len(losses) == 12 and losses[-1] < losses[0] - 0.5
     before, _ = load_model(str(tiny_model), "float32", "cpu")

@@ -38,27 +38,32 @@ class LoraSettings:
 
 @dataclass
 class TrainPretrainConfig:
-    """Causal-LM pre-training of a model built from scratch on a knowledge base's pages, rendered as search results
-    show them: the reading (and copying) a released model brings from its own pre-training."""
+    """Pre-training of a model built from scratch: a copy warm-up, then the knowledge base's pages rendered as search
+    results show them, mixed with reading drills. The reading (and copying) a released model brings along."""
 
     model: str = field(default="", metadata={"help": "model folder to start from (`dmms model init`)"})
     kb: str = field(default="", metadata={"help": "knowledge-base folder whose pages are the corpus"})
     out: str = field(default="runs/pretrain", metadata={"help": "run folder: checkpoints, logs and final/ (the model)"})
-    sequences: int = field(default=2000, metadata={"help": "training sequences, each a random group of pages"})
+    copy_steps: int = field(default=700, metadata={"help": "copy warm-up steps on short sequences (0: no warm-up)"})
+    copy_long_steps: int = field(default=150, metadata={"help": "then copy warm-up steps on long sequences"})
+    copy_learning_rate: float = field(default=3e-3, metadata={"help": "learning rate of the copy warm-up"})
+    sequences: int = field(default=1000, metadata={"help": "page sequences (language modelling), each a few pages"})
     pages_per_sequence: int = field(default=5, metadata={"help": "pages per sequence, one result line each"})
-    epochs: float = field(default=1.0, metadata={"help": "passes over the sequences"})
+    drills: int = field(default=3000, metadata={"help": "reading drills: a result block, then a line of it copied"})
+    copy_rows: int = field(default=2000, metadata={"help": "rows of random words with a repeated stretch"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the rows"})
     max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: epochs decide)"})
-    learning_rate: float = field(default=1e-2, metadata={"help": "peak learning rate (a tiny model wants a high one)"})
+    learning_rate: float = field(default=3e-3, metadata={"help": "peak learning rate (a high one would undo the copy)"})
     lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name"})
     warmup_ratio: float = field(default=0.05, metadata={"help": "share of the steps spent warming up"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    global_batch_size: int = field(default=4, metadata={"help": "sequences per optimizer step, all devices"})
-    per_device_batch_size: int = field(default=1, metadata={"help": "sequences per forward pass per device"})
-    max_length: int = field(default=1024, metadata={"help": "tokens per sequence (longer ones are cut)"})
+    global_batch_size: int = field(default=16, metadata={"help": "rows per optimizer step, all devices"})
+    per_device_batch_size: int = field(default=8, metadata={"help": "rows per forward pass per device"})
+    max_length: int = field(default=1024, metadata={"help": "tokens per row (longer ones are cut)"})
     dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16 or float32"})
     device: str = field(default="auto", metadata={"help": "auto or cpu"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
-    seed: int = field(default=0, metadata={"help": "page grouping, data order and initialization seed"})
+    seed: int = field(default=0, metadata={"help": "rows, data order and warm-up seed"})
     logging_steps: int = field(default=10, metadata={"help": "log every N optimizer steps"})
     save_steps: int = field(default=200, metadata={"help": "checkpoint every N optimizer steps"})
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept (older ones are deleted)"})
@@ -68,6 +73,9 @@ class TrainPretrainConfig:
         for name in ("sequences", "pages_per_sequence", "logging_steps", "save_steps", "max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("copy_steps", "copy_long_steps", "drills", "copy_rows"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
 
 
 @dataclass
@@ -223,7 +231,7 @@ def _common(
 
 
 def pretrain_args(config: TrainPretrainConfig, use_cpu: bool, bf16: bool, world_size: int) -> Any:
-    """TRL's ``SFTConfig`` for plain language modelling: loss on every token of a ``text`` column."""
+    """TRL's ``SFTConfig`` for prompt-completion rows: loss on the completion only (all of a page row)."""
     from trl import SFTConfig
 
     accumulation = accumulation_steps(config.global_batch_size, config.per_device_batch_size, world_size)
@@ -232,8 +240,7 @@ def pretrain_args(config: TrainPretrainConfig, use_cpu: bool, bf16: bool, world_
         warmup_steps=config.warmup_ratio,
         weight_decay=config.weight_decay,
         max_length=config.max_length,
-        dataset_text_field="text",
-        completion_only_loss=False,
+        completion_only_loss=True,
     )
 
 
