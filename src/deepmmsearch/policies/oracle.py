@@ -47,9 +47,9 @@ _CROP = (
 # Each names the entity as the image search's lead line does ("Best match: <title>"), or as the results list it
 # when the best match is something else: a copy a small model learns where a paraphrase is not.
 _IDENTIFIED = (
-    "{named}. Wanted: {what}. Now I will look it up.",
-    "{named}. Wanted: {what}. I still need it, so I will search the web.",
-    "{named}. Wanted: {what}. Next I will search for it.",
+    "{named}. Wanted: {ask}. Now I will look it up.",
+    "{named}. Wanted: {ask}. I still need it, so I will search the web.",
+    "{named}. Wanted: {ask}. Next I will search for it.",
 )
 _VAGUE = (
     "{named}. I will first search for the name.",
@@ -123,7 +123,7 @@ class OraclePolicy(Policy):
             if m.role == "assistant" and m.action is not None
         ]
         if not done:
-            wanted = f" Wanted: {plan.get('what', 'facts')}."
+            wanted = f" Wanted: {plan.get('ask', 'facts')}."
             if skill == "crop_search":
                 reason = rng.choice(_CROP).format(crop=plan["crop"]) + wanted
                 return Action(ActionKind.CROP_SEARCH, plan["crop"], reason)
@@ -136,6 +136,7 @@ class OraclePolicy(Policy):
         last_action, last_seen = done[-1]
         queries = [a.query for a, _ in done if a.kind is ActionKind.TEXT_SEARCH]
         what = plan.get("what", "facts")
+        ask = plan.get("ask", what)
         if last_action.kind.is_image:
             if not _mentions(last_seen, target):
                 return _give_up(rng)
@@ -144,7 +145,7 @@ class OraclePolicy(Policy):
                 return Action(ActionKind.TEXT_SEARCH, plan["vague_query"], rng.choice(_VAGUE).format(named=named))
             if vague_first:  # a generic query that forgets the name; the refined one follows
                 return Action(ActionKind.TEXT_SEARCH, f"{plan['kind']} {what}", rng.choice(_GENERIC))
-            return Action(ActionKind.TEXT_SEARCH, plan["query"], rng.choice(_IDENTIFIED).format(named=named, what=what))
+            return Action(ActionKind.TEXT_SEARCH, plan["query"], rng.choice(_IDENTIFIED).format(named=named, ask=ask))
 
         if skill == "multi_hop" and plan["hop_query"] not in queries:
             if _mentions(last_seen, plan["hop_name"]):

@@ -59,9 +59,11 @@ def _fact_plan(entity: Entity, attribute: Attribute, entities: dict[str, Entity]
         .removesuffix("_kmh")
         .replace("_", " "),
         "value": display(entities, entity.facts[attribute.name]),
-        # The page title as the image search shows it, "Name (Place)" for a namesake: the place tells them apart,
-        # and a reader can copy the title as it stands.
-        "query": f"{entity.title(entities)} {attribute.phrase}",
+        "ask": attribute.phrase,
+        # "<ask> of <page title>", the title as the image search shows it ("Name (Place)" for a namesake: the place
+        # tells them apart): each part a copy of one marked line before it (Wanted: / Best match:), with a fixed
+        # word between, which a small model learns where a jump from one copied span to another it does not.
+        "query": f"{attribute.phrase} of {entity.title(entities)}",
     }
 
 
@@ -188,7 +190,7 @@ def questions_for(
         plan = {
             **_fact_plan(entity, attribute, entities),
             "vague_query": entity.name,
-            "query": f"{entity.title(entities)} {attribute.phrase}",
+            "query": f"{attribute.phrase} of {entity.title(entities)}",
             "twin_value": entities[entity.twin].facts[attribute.name],
         }
         add(
