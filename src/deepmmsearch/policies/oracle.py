@@ -33,8 +33,9 @@ class OracleConfig:
     seed: int = field(default=0, metadata={"help": "its choices are a function of the seed and the question id"})
 
 
-# The first reply names what the question wants ("Wanted: weight.") where the question is near, and later replies
-# repeat it after the same mark: a copy for a small model, not a second reading of a question far above.
+# The first reply names what the question wants ("Wanted: weight kilograms.") where the question is near; the query
+# copies it from there after the same mark, not from a second reading of a question far above. Later replies do not
+# repeat it: after a copied span a small model goes on with whatever followed such a span before.
 _LOOK = (
     "I do not recognise what the picture shows, so I will run a reverse image search on the whole image.",
     "The picture alone does not tell me what this is; a reverse image search on the whole image should.",
@@ -47,9 +48,9 @@ _CROP = (
 # Each names the entity as the image search's lead line does ("Best match: <title>"), or as the results list it
 # when the best match is something else: a copy a small model learns where a paraphrase is not.
 _IDENTIFIED = (
-    "{named}. Wanted: {ask}. Now I will look it up.",
-    "{named}. Wanted: {ask}. I still need it, so I will search the web.",
-    "{named}. Wanted: {ask}. Next I will search for it.",
+    "{named}. Now I will look up what is wanted.",
+    "{named}. I still need what is wanted, so I will search the web.",
+    "{named}. Next I will search for what is wanted.",
 )
 _VAGUE = (
     "{named}. I will first search for the name.",
@@ -136,7 +137,6 @@ class OraclePolicy(Policy):
         last_action, last_seen = done[-1]
         queries = [a.query for a, _ in done if a.kind is ActionKind.TEXT_SEARCH]
         what = plan.get("what", "facts")
-        ask = plan.get("ask", what)
         if last_action.kind.is_image:
             if not _mentions(last_seen, target):
                 return _give_up(rng)
@@ -145,7 +145,7 @@ class OraclePolicy(Policy):
                 return Action(ActionKind.TEXT_SEARCH, plan["vague_query"], rng.choice(_VAGUE).format(named=named))
             if vague_first:  # a generic query that forgets the name; the refined one follows
                 return Action(ActionKind.TEXT_SEARCH, f"{plan['kind']} {what}", rng.choice(_GENERIC))
-            return Action(ActionKind.TEXT_SEARCH, plan["query"], rng.choice(_IDENTIFIED).format(named=named, ask=ask))
+            return Action(ActionKind.TEXT_SEARCH, plan["query"], rng.choice(_IDENTIFIED).format(named=named))
 
         if skill == "multi_hop" and plan["hop_query"] not in queries:
             if _mentions(last_seen, plan["hop_name"]):
