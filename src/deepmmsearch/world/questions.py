@@ -190,7 +190,6 @@ def questions_for(
         plan = {
             **_fact_plan(entity, attribute, entities),
             "vague_query": entity.name,
-            "query": f"{attribute.phrase} of {entity.title(entities)}",
             "twin_value": entities[entity.twin].facts[attribute.name],
         }
         add(
