@@ -12,6 +12,8 @@ from deepmmsearch.protocol import (
     Rules,
     allowed_actions,
     complete_stopped_reply,
+    is_complete_reply,
+    is_reply_prefix,
     neutralize,
     next_step_instruction,
     parse,
@@ -103,6 +105,35 @@ def test_round_trip_render_parse():
         query = "" if kind is ActionKind.IMAGE_SEARCH else _random_phrase(rng)
         action = Action(kind, query, _random_phrase(rng))
         assert parse(render_action(action)) == action
+
+
+def test_every_prefix_of_a_canonical_reply_passes_the_guide_and_the_whole_parses():
+    rng = random.Random(1)
+    for _ in range(200):
+        kind = rng.choice(list(ActionKind))
+        query = "" if kind is ActionKind.IMAGE_SEARCH else _random_phrase(rng)
+        action = Action(kind, query, _random_phrase(rng))
+        text = render_action(action)
+        assert all(is_reply_prefix(text[:end]) for end in range(len(text) + 1)), text
+        assert is_complete_reply(text) and not is_complete_reply(text[:-1])
+        assert parse(text) == action
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<reason>r</text_search>",  # closes the wrong tag
+        "<reason></reason>",  # empty reason
+        "<answer>x</answer>",  # no reason
+        "<reason>r</reason> so <answer>x</answer>",  # words between the reason and the action
+        "<reason>r</reason><answer>x</answer><answer>",  # a second action
+        "<reason>r</reason><img_search><img>cap</img_search>",  # <img> and a referring expression
+        "<reason>r <answer>",  # nested
+        "<information>",  # the tools' tag
+    ],
+)
+def test_the_guide_refuses_what_parse_would_refuse(text):
+    assert not is_reply_prefix(text)
 
 
 def test_allowed_actions_follow_the_state():

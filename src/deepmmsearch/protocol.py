@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import regex
+
 GIVE_UP_ANSWER = "Unable to answer due to lack of relevant information"
 # The lead lines of search results as the extractive summarizer writes them, "Best match: <top image result's
 # title>" and "Most relevant: <the sentence closest to the question>": the oracle teacher quotes them, so a
@@ -238,6 +240,26 @@ def complete_stopped_reply(text: str) -> str:
     if opened and not opened[-1].group(1):
         return text + f"</{opened[-1].group(2).lower()}>"
     return text
+
+
+# The canonical reply (a reason, then one action, no stray tags) as one pattern, for guided decoding. It is
+# stricter than :func:`parse`, so whatever it lets through parses. ``regex`` rather than ``re``: only it answers
+# "can this text still grow into a match?" (partial=True), which a sampler asks after every token.
+_FREE_TEXT = r"\s*[^<>\s][^<>]*"
+_REPLY_RE = regex.compile(
+    rf"\s*<reason>{_FREE_TEXT}</reason>\s*(?:<img_search>(?:<img>|{_FREE_TEXT})</img_search>"
+    rf"|<text_search>{_FREE_TEXT}</text_search>|<answer>{_FREE_TEXT}</answer>)"
+)
+
+
+def is_reply_prefix(text: str) -> bool:
+    """Whether ``text`` is a well-formed reply or can still grow into one (what guided decoding keeps true)."""
+    return _REPLY_RE.fullmatch(text, partial=True) is not None
+
+
+def is_complete_reply(text: str) -> bool:
+    """Whether ``text`` is a whole well-formed reply in the canonical layout."""
+    return _REPLY_RE.fullmatch(text) is not None
 
 
 # ---------------------------------------------------------------------------------------------- rules
