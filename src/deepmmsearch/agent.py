@@ -64,6 +64,7 @@ def assistant_message(
         token_ids=generation.token_ids,
         logprobs=generation.logprobs,
         finish_reason=generation.finish_reason,
+        redrawn=generation.redrawn or None,
     )
 
 

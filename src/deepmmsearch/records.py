@@ -94,6 +94,7 @@ class Message:
     token_ids: list[int] | None = None
     logprobs: list[float] | None = None
     finish_reason: str | None = None
+    redrawn: list[int] | None = None  # positions in token_ids that guided decoding chose, not the model's own draw
 
     @property
     def trainable(self) -> bool:

@@ -17,7 +17,7 @@ from deepmmsearch.models.build import init_model, load_model
 from deepmmsearch.models.encoding import encode_conversation
 from deepmmsearch.policies import Conversation, SamplingConfig, load_policy
 from deepmmsearch.policies.hf import HFConfig, HFPolicy
-from deepmmsearch.protocol import StopReason
+from deepmmsearch.protocol import StopReason, is_reply_prefix, parse
 from deepmmsearch.records import Message
 
 REPO = Path(__file__).resolve().parents[2]
@@ -152,6 +152,46 @@ def test_generation_stops_at_the_end_of_an_action_tag(loaded, image, monkeypatch
     assert generation.text == "<reason>r</reason>\n<answer>x</answer>"
     assert generation.finish_reason == "stop"
     assert tokenizer.decode(generation.token_ids) == generation.text
+
+
+def test_guided_decoding_keeps_random_weights_in_the_tag_layout(loaded, image) -> None:
+    def replies(guided: bool) -> list:
+        hf = HFPolicy(
+            "tiny", SamplingConfig(temperature=1.0, max_new_tokens=40), HFConfig(seed=0, guided=guided), loaded=loaded
+        )
+        return hf.generate_sync([first_turn(i % 3, image) for i in range(6)])
+
+    free = replies(guided=False)
+    assert not any(is_reply_prefix(g.text) for g in free), "random weights should break the layout unguided"
+    guided = replies(guided=True)
+    assert all(is_reply_prefix(g.text) for g in guided), [g.text for g in guided]
+    assert any("<reason>" in g.text for g in guided)
+    # The log-probs stay the model's own (TRL's loss and the logs read them), not those of the masked draw.
+    assert all(len(g.logprobs) == len(g.token_ids) and max(g.logprobs) <= 0 for g in guided)
+
+
+def test_guided_decoding_redraws_a_token_that_breaks_the_layout(loaded, image, monkeypatch) -> None:
+    hf = policy(loaded, max_new_tokens=40)
+    tokenizer = loaded[1].tokenizer
+    script = iter(tokenizer("<reason>r</answer><answer>x</answer>", add_special_tokens=False)["input_ids"])
+    close_reason, close_answer = tokenizer.convert_tokens_to_ids(["</reason>", "</answer>"])
+    sample, masks = hf._sample, []
+
+    def propose(logits, allowed=None):
+        """Propose the script's next token; when the guide refuses it, record its mask and make the script's
+        writer choose </reason> among the allowed tokens."""
+        if allowed is not None:
+            masks.append(allowed[0].clone())
+            logits = logits.clone()
+            logits[:, close_reason] = 1e4
+            return sample(logits, allowed)
+        return torch.tensor([next(script)]), torch.zeros(1)
+
+    monkeypatch.setattr(hf, "_sample", propose)
+    generation = hf.generate_sync([first_turn(0, image)])[0]
+    assert len(masks) == 1 and not masks[0][close_answer] and masks[0][close_reason]
+    assert generation.text == "<reason>r</reason><answer>x</answer>"
+    assert parse(generation.text).query == "x"
 
 
 def test_sampling_is_seeded_and_respects_max_new_tokens(loaded, image) -> None:

@@ -49,6 +49,7 @@ class Generation:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     finish_reason: str | None = None
+    redrawn: list[int] | None = None  # positions in token_ids that guided decoding drew again, among allowed tokens
 
 
 class Policy(ABC):

@@ -20,7 +20,7 @@ from deepmmsearch.errors import ContextLimitError, PolicyError
 from deepmmsearch.models.chat import EOS_TOKEN, IMAGE_TOKEN, PAD_TOKEN, VIDEO_TOKEN, VISION_START_TOKEN
 from deepmmsearch.models.encoding import encode_conversation, image_inputs
 from deepmmsearch.policies.base import Conversation, Generation, Policy, SamplingConfig
-from deepmmsearch.protocol import STOP_STRINGS
+from deepmmsearch.protocol import STOP_STRINGS, is_complete_reply, is_reply_prefix
 
 __all__ = ["HFConfig", "HFPolicy", "encode_conversation"]
 
@@ -33,6 +33,9 @@ class HFConfig:
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
     max_batch_size: int = field(default=8, metadata={"help": "conversations decoded together"})
     prefix_cache: bool = field(default=True, metadata={"help": "reuse each episode's KV cache across turns"})
+    guided: bool = field(
+        default=True, metadata={"help": "sample only tokens that keep the reply in the protocol's tag layout"}
+    )
     max_cached_episodes: int = field(default=256, metadata={"help": "episodes whose cache is kept (LRU)"})
     seed: int | None = field(default=None, metadata={"help": "sampling seed; None draws one"})
 
@@ -53,6 +56,67 @@ class _Prepared:
     kv: list[tuple[Any, Any]] = field(default_factory=list)
     first_logits: Any = None
     too_long: bool = False
+
+
+@dataclass
+class _GuidedReply:
+    """What guided decoding knows of one reply so far."""
+
+    text: str = ""  # as the guide reads it: each token decoded on its own
+    in_text: bool = False  # inside a reason or an action, where any ordinary word may come next
+    length: int = 0  # tokens so far
+    redrawn: list[int] = field(default_factory=list)  # positions of the tokens the guide drew again
+
+
+class _ReplyGuide:
+    """Guided decoding: every sampled token keeps the reply a prefix of the protocol's canonical layout.
+
+    A token is checked only where it can matter: one carrying "<" or ">" or only blanks, anywhere; any other
+    token only outside free text (between tags). The sampled token is tried first; only when it breaks the layout
+    is the allowed set computed and the token drawn again from it, so a model that keeps the format pays nothing.
+    Written by hand because transformers' constrained generation does not run inside our cached decoding loop.
+    """
+
+    def __init__(self, tokenizer: Any, vocab_size: int, stop_ids: set[int]) -> None:
+        import torch
+
+        known = len(tokenizer)
+        self.pieces = tokenizer.batch_decode([[i] for i in range(known)])
+        self.stop_ids = stop_ids
+        self.checked = [i for i, p in enumerate(self.pieces) if "<" in p or ">" in p or not p.strip()]
+        self.plain = torch.zeros(vocab_size, dtype=torch.bool)  # ids beyond the tokenizer are never drawn
+        self.plain[:known] = True
+        self.plain[self.checked] = False
+        self.plain[list(stop_ids)] = False
+
+    def allows(self, text: str, in_text: bool, token: int) -> bool:
+        """Whether ``token`` may follow ``text``; ``in_text`` says the reply is inside free text."""
+        if token in self.stop_ids:
+            return is_complete_reply(text)
+        if token >= len(self.pieces):
+            return False
+        if self.plain[token]:
+            return in_text
+        return is_reply_prefix(text + self.pieces[token])
+
+    def allowed(self, text: str, in_text: bool) -> Any:
+        """The mask of every token that may follow ``text``."""
+        import torch
+
+        mask = self.plain.clone() if in_text else torch.zeros_like(self.plain)
+        for token in self.checked:
+            mask[token] = is_reply_prefix(text + self.pieces[token])
+        for token in self.stop_ids:
+            mask[token] = is_complete_reply(text)
+        return mask
+
+    def advance(self, reply: _GuidedReply, token: int) -> None:
+        """Take ``token`` into ``reply``'s state."""
+        reply.length += 1
+        if token < len(self.pieces) and token not in self.stop_ids:
+            reply.text += self.pieces[token]
+            if not self.plain[token]:  # only a tag or a blank can move the reply into or out of free text
+                reply.in_text = is_reply_prefix(reply.text + "a")
 
 
 class HFPolicy(Policy):
@@ -86,6 +150,8 @@ class HFPolicy(Policy):
         # rope index then fails); undertrained models do sample them, so they are never drawn.
         self.banned_ids = [tokenizer.convert_tokens_to_ids(t) for t in (IMAGE_TOKEN, VIDEO_TOKEN, VISION_START_TOKEN)]
         self.max_context = int(self.model.config.text_config.max_position_embeddings)
+        vocab_size = self.model.get_output_embeddings().weight.shape[0]
+        self.guide = _ReplyGuide(tokenizer, vocab_size, self.stop_ids) if self.config.guided else None
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._images: dict[str, tuple[Any, dict[str, Any]]] = {}  # per episode: (image, its processed inputs)
         self._lock = threading.Lock()  # one batch on the model at a time; the event loop stays free
@@ -218,8 +284,12 @@ class HFPolicy(Policy):
         texts: list[str | None] = [None] * len(batch)
         finish: list[str | None] = [None] * len(batch)
         tokenizer = self.processor.tokenizer
+        replies = [_GuidedReply() for _ in batch]
         while True:
             chosen, chosen_logprobs = self._sample(logits)
+            if self.guide is not None:
+                live = [row for row in range(len(batch)) if finish[row] is None]
+                self._keep_layout(logits, chosen, chosen_logprobs, [(row, replies[row]) for row in live])
             for row in range(len(batch)):
                 if finish[row] is not None:
                     continue
@@ -273,18 +343,38 @@ class HFPolicy(Policy):
                 logprobs=logprobs[row],
                 completion_tokens=len(generated),
                 finish_reason=finish[row],
+                redrawn=replies[row].redrawn,
             )
             results.append((generation, entry))
         return results
 
-    def _sample(self, logits: Any) -> tuple[Any, Any]:
-        """The next token of each row and its log-probability under the model (before temperature and top-p)."""
+    def _keep_layout(self, logits: Any, chosen: Any, logprobs: Any, live: list[tuple[int, _GuidedReply]]) -> None:
+        """Guided decoding, in place: draw again, among allowed tokens, each chosen token that breaks the layout."""
+        import torch
+
+        guide = self.guide
+        assert guide is not None
+        redraw = [(row, reply) for row, reply in live if not guide.allows(reply.text, reply.in_text, int(chosen[row]))]
+        if redraw:
+            rows = [row for row, _ in redraw]
+            allowed = torch.stack([guide.allowed(reply.text, reply.in_text) for _, reply in redraw])
+            chosen[rows], logprobs[rows] = self._sample(logits[rows], allowed.to(logits.device))
+            for _, reply in redraw:
+                reply.redrawn.append(reply.length)
+        for row, reply in live:
+            guide.advance(reply, int(chosen[row]))
+
+    def _sample(self, logits: Any, allowed: Any = None) -> tuple[Any, Any]:
+        """The next token of each row, drawn among ``allowed`` ones if given, and its log-probability under the
+        model (before the mask, temperature and top-p)."""
         import torch
         from transformers import TemperatureLogitsWarper, TopPLogitsWarper
 
         logprobs = torch.log_softmax(logits, dim=-1)
         logits = logits.clone()
         logits[:, self.banned_ids] = float("-inf")
+        if allowed is not None:
+            logits = logits.masked_fill(~allowed, float("-inf"))
         if self.sampling.temperature == 0:
             chosen = logits.argmax(dim=-1)
         else:
