@@ -133,3 +133,20 @@ def test_sft_name_swap_renames_consistently_and_keeps_the_mask(sft_data, process
     assert set(PROPER_WORD.findall(replies)) <= set(PROPER_WORD.findall(context))
     plain = ConversationCollator(processor, data_dir)([row])
     assert int(trained.sum()) > 0 and bool((plain["labels"][0] != IGNORE_INDEX).any())
+
+
+def test_tokens_the_guide_chose_get_no_weight(sft_data, processor):
+    from deepmmsearch.train.rollout import episode_tokens
+
+    trajectory = _multi_turn(sft_data)[0]
+    tokenizer = processor.tokenizer
+    replies = [m for m in trajectory.messages if m.role == "assistant"]
+    for reply in replies:
+        reply.token_ids = tokenizer(reply.text, add_special_tokens=False)["input_ids"]
+        reply.logprobs = [-0.5] * len(reply.token_ids)
+    first = replies[0]
+    first.redrawn = [0, len(first.token_ids) - 1]  # e.g. a closing tag the model did not want to write
+    tokens = episode_tokens(processor, trajectory, load_image(trajectory.question.image))
+    trained = [t for t, m in zip(tokens.completion_ids, tokens.env_mask, strict=True) if m]
+    expected = first.token_ids[1:-1] + [t for reply in replies[1:] for t in reply.token_ids]
+    assert trained == expected

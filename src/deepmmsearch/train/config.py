@@ -167,6 +167,7 @@ class TrainGRPOConfig:
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature of rollouts"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling of rollouts"})
     max_new_tokens: int = field(default=8192, metadata={"help": "longest reply per turn"})
+    guided: bool = field(default=True, metadata={"help": "rollouts sample only replies in the protocol's tag layout"})
     dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16 or float32"})
     device: str = field(default="auto", metadata={"help": "auto or cpu"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})

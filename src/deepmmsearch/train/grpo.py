@@ -75,7 +75,14 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
     scorer = Scorer(config.reward.metric, config.reward.judge_model)
     sampling = SamplingConfig(temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens)
     rollout = AgentRollout(
-        {q.id: q for q in questions}, processor, toolbox, config.agent, sampling, scorer, seed=config.seed
+        {q.id: q for q in questions},
+        processor,
+        toolbox,
+        config.agent,
+        sampling,
+        scorer,
+        seed=config.seed,
+        guided=config.guided,
     )
 
     # --- trainer: reward = judge_weight x judge + format_weight x format, through TRL's reward_weights

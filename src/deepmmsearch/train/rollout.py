@@ -6,7 +6,8 @@ tools and tool cache as evaluation) whose policy is :class:`~deepmmsearch.polici
 trainer's own model. Each trajectory is then encoded with ``encode_conversation`` (sampled replies as the exact
 sampled ids) and cut in two: ``prompt_ids`` (system prompt, image and question) and ``completion_ids`` (every
 later turn, interleaved: replies and tool results). ``env_mask`` is the assistant mask of the completion, so
-tool-result tokens and chat markup get zero weight in the loss.
+tool-result tokens and chat markup get zero weight in the loss, and so do reply tokens that guided decoding
+chose for the model (they were not drawn from the policy).
 """
 
 from __future__ import annotations
@@ -57,15 +58,24 @@ def episode_tokens(processor: Any, trajectory: Trajectory, image: Any) -> Episod
     # Log-probs of the sampled tokens where the policy reported them all; zeros otherwise (TRL only reads them for
     # vLLM importance sampling, and the mask drops every other position anyway).
     sampled: list[float] = []
+    redrawn: list[bool] = []
     for message in trajectory.messages:
         if message.role == "assistant":
             reported = message.token_ids and message.logprobs and len(message.logprobs) == len(message.token_ids)
             sampled.extend(message.logprobs if reported else [float("nan")])  # type: ignore[arg-type]
+            chosen = set(message.redrawn or ())
+            redrawn.extend(i in chosen for i in range(len(message.token_ids or ())))
     reply_positions = [i for i, m in enumerate(completion_mask) if m]
     logprobs = [0.0] * len(completion)
     if len(sampled) == len(reply_positions) and all(v == v for v in sampled):  # NaN marks a reply without them
         for position, value in zip(reply_positions, sampled, strict=True):
             logprobs[position] = value
+    # A token that guided decoding drew again was not the policy's own sample: weighting it would push the model's
+    # probability of a token it is forced to write down without end (the KL then explodes). Weight 0.
+    if len(redrawn) == len(reply_positions):
+        for position, forced in zip(reply_positions, redrawn, strict=True):
+            if forced:
+                completion_mask[position] = 0
     # A sampled image placeholder would ask the model for image features that do not exist: neutralize it (weight 0).
     pad_id = processor.tokenizer.convert_tokens_to_ids(PAD_TOKEN)
     placeholders = {processor.tokenizer.convert_tokens_to_ids(t) for t in (IMAGE_TOKEN, VIDEO_TOKEN)}
@@ -90,6 +100,7 @@ class AgentRollout:
         sampling: Any,
         scorer: Any,
         seed: int = 0,
+        guided: bool = True,
     ) -> None:
         self.questions = questions
         self.processor = processor
@@ -98,6 +109,7 @@ class AgentRollout:
         self.sampling = sampling
         self.scorer = scorer
         self.seed = seed
+        self.guided = guided
         self.calls = 0
 
     def __call__(self, prompts: list[list[dict]], trainer: Any) -> dict[str, list]:
@@ -116,7 +128,7 @@ class AgentRollout:
         policy = HFPolicy(
             f"train:{trainer.state.global_step}",
             self.sampling,
-            HFConfig(max_batch_size=max(len(prompts), 1), seed=seed),
+            HFConfig(max_batch_size=max(len(prompts), 1), seed=seed, guided=self.guided),
             loaded=(model, self.processor),
         )
         agent = Agent(policy, self.toolbox, self.agent_config)
