@@ -22,6 +22,7 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path):
     assert rag["tool_calls"] == 2  # the workflow always makes one image search and one text search
     report = (out / "report.md").read_text()
     assert "| System |" in report and "Sample trajectories" in report and (out / "accuracy.png").is_file()
+    assert "| 1-2 |" in report.split("## GRPO")[1]  # the quick run's two GRPO steps, as one window of the curve
     # Every evaluated system wrote its own judged trajectories.
     for folder in sorted((out / "eval").iterdir()):
         lines = (folder / "trajectories.jsonl").read_text().splitlines()

@@ -40,7 +40,8 @@ class DemoConfig:
     sft_epochs: float = field(default=6.0, metadata={"help": "SFT passes over the data"})
     sft_learning_rate: float = field(default=1e-2, metadata={"help": "a tiny model from scratch wants a high rate"})
     grpo_steps: int = field(default=40, metadata={"help": "GRPO optimizer steps"})
-    grpo_learning_rate: float = field(default=1e-4, metadata={"help": "GRPO learning rate for the tiny model"})
+    grpo_questions: int = field(default=20, metadata={"help": "train questions GRPO rolls out on, each several times"})
+    grpo_learning_rate: float = field(default=2e-4, metadata={"help": "GRPO learning rate for the tiny model"})
     test_questions: int = field(default=240, metadata={"help": "test questions each system answers"})
 
     @classmethod
@@ -230,12 +231,15 @@ def _grpo(out: Path, config: DemoConfig) -> None:
             tools=_run_config(out / "world").tools,
             # The tool budget as in the SFT data: the prompt shows it, and the tiny model has seen no other.
             agent=AgentConfig(rules=Rules(max_turns=6), policy_timeout_s=120),
-            num_generations=4,
-            questions_per_step=4,
+            num_generations=8,
+            questions_per_step=2,
             per_device_batch_size=8,
             learning_rate=config.grpo_learning_rate,
             warmup_steps=0,
             max_steps=config.grpo_steps,
+            # 40 steps x 2 questions over 20: each question's group of 8 is rolled out in 4 of the steps, so each ten
+            # steps' mean reward is over the same questions (over all 1,261 the mix of questions drowns the trend).
+            limit=config.grpo_questions,
             temperature=0.8,
             max_new_tokens=96,
             device="cpu",
@@ -343,7 +347,9 @@ def write_demo_report(out: Path, table: list[dict[str, Any]], timings: dict[str,
         "|---|---|",
     ]
     lines += [f"| {name} | {seconds:g} |" for name, seconds in timings.items()]
-    lines += ["", f"![accuracy per system]({plot.name})", "", "## Sample trajectories (agent after SFT + RL)", ""]
+    lines += ["", f"![accuracy per system]({plot.name})", ""]
+    lines += grpo_curve_markdown(out / "grpo")
+    lines += ["## Sample trajectories (agent after SFT + RL)", ""]
     rl = sorted((out / "eval").glob("4-*/trajectories.jsonl"))
     samples = [Trajectory.from_dict(d) for d in read_jsonl(rl[0])] if rl else []
     for skill in SKILLS:
@@ -353,6 +359,30 @@ def write_demo_report(out: Path, table: list[dict[str, Any]], timings: dict[str,
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def grpo_curve_markdown(run: Path, window: int = 10) -> list[str]:
+    """GRPO's training curve from its metrics log, as the means of each ``window`` steps."""
+    from deepmmsearch.train.common import read_metrics
+
+    steps = [r for r in read_metrics(run) if "reward" in r]
+    if not steps:
+        return []
+    lines = [
+        "## GRPO, mean per window of steps",
+        "",
+        "| steps | reward | accuracy | format errors | KL |",
+        "|---|---|---|---|---|",
+    ]
+    for start in range(0, len(steps), window):
+        part = steps[start : start + window]
+        keys = ("reward", "rollout/accuracy", "rollout/format_error_rate", "kl")
+        mean = {key: sum(r.get(key, 0.0) for r in part) / len(part) for key in keys}
+        lines.append(
+            f"| {part[0]['step']}-{part[-1]['step']} | {mean['reward']:.3f} | {mean['rollout/accuracy']:.3f} "
+            f"| {mean['rollout/format_error_rate']:.3f} | {mean['kl']:.4f} |"
+        )
+    return [*lines, ""]
 
 
 def _render_trajectory(t: Trajectory) -> list[str]:
