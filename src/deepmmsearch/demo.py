@@ -40,7 +40,7 @@ class DemoConfig:
     sft_epochs: float = field(default=6.0, metadata={"help": "SFT passes over the data"})
     sft_learning_rate: float = field(default=1e-2, metadata={"help": "a tiny model from scratch wants a high rate"})
     grpo_steps: int = field(default=40, metadata={"help": "GRPO optimizer steps"})
-    grpo_questions: int = field(default=20, metadata={"help": "train questions GRPO rolls out on, each several times"})
+    grpo_questions: int = field(default=20, metadata={"help": "search questions GRPO rolls out on, each many times"})
     grpo_learning_rate: float = field(default=2e-4, metadata={"help": "GRPO learning rate for the tiny model"})
     test_questions: int = field(default=240, metadata={"help": "test questions each system answers"})
 
@@ -239,6 +239,8 @@ def _grpo(out: Path, config: DemoConfig) -> None:
             max_steps=config.grpo_steps,
             # 40 steps x 2 questions over 20: each question's group of 8 is rolled out in 4 of the steps, so each ten
             # steps' mean reward is over the same questions (over all 1,261 the mix of questions drowns the trend).
+            # Search questions only: the rest GRPO could only learn by heart (its vision tower is frozen).
+            search_only=True,
             limit=config.grpo_questions,
             temperature=0.8,
             max_new_tokens=96,

@@ -252,6 +252,19 @@ def test_grpo_logs_rollout_metrics_and_resumes(small_world, tiny_model, grpo_con
     assert [r["step"] for r in read_metrics(out) if "reward" in r] == [1, 2, 3]
 
 
+def test_grpo_search_only_keeps_the_questions_that_need_a_search(small_world, tiny_model, tmp_path):
+    from deepmmsearch.train.grpo import train_grpo
+
+    lines = (small_world / "questions" / "train.jsonl").read_text().splitlines()
+    free = [line for line in lines if '"requires_search": false' in line]
+    assert free and len(free) < len(lines)
+    questions = small_world / "questions" / "free-only.jsonl"  # beside train.jsonl: image paths stay valid
+    questions.write_text("\n".join(free) + "\n")
+    config = TrainGRPOConfig(model=str(tiny_model), questions=str(questions), out=str(tmp_path), search_only=True)
+    with pytest.raises(ConfigError, match="no question has requires_search"):
+        train_grpo(config)
+
+
 @pytest.mark.parametrize("trainer", ["sft", "grpo"])
 def test_two_cpu_processes_train_with_ddp(trainer, sft_data, small_world, tiny_model, grpo_config, tmp_path):
     out = tmp_path / trainer

@@ -171,7 +171,11 @@ class TrainGRPOConfig:
     dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16 or float32"})
     device: str = field(default="auto", metadata={"help": "auto or cpu"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
-    limit: int | None = field(default=None, metadata={"help": "use the first N questions only"})
+    search_only: bool = field(
+        default=False,
+        metadata={"help": "roll out only on questions that need a search (the vision tower is frozen in GRPO)"},
+    )
+    limit: int | None = field(default=None, metadata={"help": "use the first N questions only (after search_only)"})
     seed: int = field(default=0, metadata={"help": "data order and sampling seed"})
     logging_steps: int = field(default=1, metadata={"help": "log every N optimizer steps"})
     save_steps: int = field(default=50, metadata={"help": "checkpoint every N optimizer steps"})
