@@ -23,3 +23,26 @@ def test_unknown_keys_and_bad_values_are_clear(tmp_path):
         load_config(RunConfig, path)
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(RunConfig, tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("yaml", "message"),
+    [
+        ("hf:\n  guided: maybe\n", "hf.guided: expected bool, got 'maybe'"),
+        ("agent:\n  rules:\n    max_turns: 2.5\n", "max_turns: expected int, got 2.5"),
+        ("sampling:\n  temperature: warm\n", "temperature: expected float, got 'warm'"),
+        ("hf:\n  device: 0\n", "hf.device: expected str, got 0"),
+    ],
+)
+def test_values_of_the_wrong_type_are_one_clear_error(tmp_path, yaml, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml)
+    with pytest.raises(ConfigError, match=message):
+        load_config(RunConfig, path)
+
+
+def test_a_float_written_without_a_dot_is_read_as_a_number(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("sampling:\n  top_p: 9e-1\n  temperature: 1\n")  # YAML reads 9e-1 as a string
+    sampling = load_config(RunConfig, path).sampling
+    assert sampling.top_p == 0.9 and sampling.temperature == 1

@@ -31,11 +31,33 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "config") 
     for name, value in data.items():
         hint = hints[name]
         nested = _dataclass_in(hint)
-        values[name] = from_dict(nested, value, f"{where}.{name}") if nested and isinstance(value, dict) else value
+        if nested and isinstance(value, dict):
+            values[name] = from_dict(nested, value, f"{where}.{name}")
+        else:
+            values[name] = _scalar(hint, value, f"{where}.{name}")
     try:
         return cls(**values)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from None
+
+
+def _scalar(hint: Any, value: Any, where: str) -> Any:
+    """``value`` checked against a bool, int, float or str field (None passes; other hints are left alone)."""
+    kinds = set(typing.get_args(hint)) if isinstance(hint, types.UnionType) else {hint}
+    kinds.discard(type(None))
+    if value is None or len(kinds) != 1 or (kind := kinds.pop()) not in (bool, int, float, str):
+        return value
+    if kind is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML reads 1e-4 (no dot) as a string
+        except ValueError:
+            pass
+    fits = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+    if kind is float:
+        fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not fits:
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
+    return value
 
 
 def _dataclass_in(hint: Any) -> type | None:
