@@ -52,9 +52,10 @@ def _scalar(hint: Any, value: Any, where: str) -> Any:
             return float(value)  # YAML reads 1e-4 (no dot) as a string
         except ValueError:
             pass
-    fits = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
     if kind is float:
         fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        fits = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))  # True is an int too
     if not fits:
         raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
     return value

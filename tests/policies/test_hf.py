@@ -169,6 +169,15 @@ def test_guided_decoding_keeps_random_weights_in_the_tag_layout(loaded, image) -
     # The log-probs stay the model's own (TRL's loss and the logs read them), not those of the masked draw.
     assert all(len(g.logprobs) == len(g.token_ids) and max(g.logprobs) <= 0 for g in guided)
 
+    # A guide built before for this tokenizer (as GRPO's rollouts pass it from step to step) decodes the same.
+    first = HFPolicy("tiny", SamplingConfig(temperature=1.0, max_new_tokens=40), HFConfig(seed=0), loaded=loaded)
+    again = HFPolicy(
+        "tiny", SamplingConfig(temperature=1.0, max_new_tokens=40), HFConfig(seed=0), loaded=loaded, guide=first.guide
+    )
+    assert again.guide is first.guide
+    conversations = [first_turn(i % 3, image) for i in range(6)]
+    assert [g.token_ids for g in again.generate_sync(conversations)] == [g.token_ids for g in guided]
+
 
 def test_guided_decoding_redraws_a_token_that_breaks_the_layout(loaded, image, monkeypatch) -> None:
     hf = policy(loaded, max_new_tokens=40)

@@ -68,7 +68,7 @@ class _GuidedReply:
     redrawn: list[int] = field(default_factory=list)  # positions of the tokens the guide drew again
 
 
-class _ReplyGuide:
+class ReplyGuide:
     """Guided decoding: every sampled token keeps the reply a prefix of the protocol's canonical layout.
 
     A token is checked only where it can matter: one carrying "<" or ">" or only blanks, anywhere; any other
@@ -128,8 +128,10 @@ class HFPolicy(Policy):
         sampling: SamplingConfig | None = None,
         config: HFConfig | None = None,
         loaded: tuple[Any, Any] | None = None,
+        guide: ReplyGuide | None = None,
     ) -> None:
-        """Load the model at ``path`` (a folder or hub id), or use ``loaded`` = (model, processor) as given."""
+        """Load the model at ``path`` (a folder or hub id), or use ``loaded`` = (model, processor) as given.
+        ``guide``: one built for this tokenizer before (building one decodes every token of the vocabulary)."""
         import torch
 
         from deepmmsearch.models.build import load_model
@@ -151,7 +153,9 @@ class HFPolicy(Policy):
         self.banned_ids = [tokenizer.convert_tokens_to_ids(t) for t in (IMAGE_TOKEN, VIDEO_TOKEN, VISION_START_TOKEN)]
         self.max_context = int(self.model.config.text_config.max_position_embeddings)
         vocab_size = self.model.get_output_embeddings().weight.shape[0]
-        self.guide = _ReplyGuide(tokenizer, vocab_size, self.stop_ids) if self.config.guided else None
+        if self.config.guided and guide is None:
+            guide = ReplyGuide(tokenizer, vocab_size, self.stop_ids)
+        self.guide = guide if self.config.guided else None
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._images: dict[str, tuple[Any, dict[str, Any]]] = {}  # per episode: (image, its processed inputs)
         self._lock = threading.Lock()  # one batch on the model at a time; the event loop stays free

@@ -110,6 +110,7 @@ class AgentRollout:
         self.scorer = scorer
         self.seed = seed
         self.guided = guided
+        self.guide: Any = None  # built by the first step's policy, then reused: it depends on the tokenizer only
         self.calls = 0
 
     def __call__(self, prompts: list[list[dict]], trainer: Any) -> dict[str, list]:
@@ -130,7 +131,9 @@ class AgentRollout:
             self.sampling,
             HFConfig(max_batch_size=max(len(prompts), 1), seed=seed, guided=self.guided),
             loaded=(model, self.processor),
+            guide=self.guide,
         )
+        self.guide = policy.guide
         agent = Agent(policy, self.toolbox, self.agent_config)
         try:
             trajectories = asyncio.run(self._episodes(agent, questions, images))
