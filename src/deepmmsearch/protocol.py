@@ -245,11 +245,13 @@ def complete_stopped_reply(text: str) -> str:
 # The canonical reply (a reason, then one action, no stray tags) as one pattern, for guided decoding. It is
 # stricter than :func:`parse`, so whatever it lets through parses. ``regex`` rather than ``re``: only it answers
 # "can this text still grow into a match?" (partial=True), which a sampler asks after every token.
+# Plain regular-expression syntax, so that vLLM's structured-outputs backends (xgrammar, llguidance) take it too.
 _FREE_TEXT = r"\s*[^<>\s][^<>]*"
-_REPLY_RE = regex.compile(
+REPLY_PATTERN = (
     rf"\s*<reason>{_FREE_TEXT}</reason>\s*(?:<img_search>(?:<img>|{_FREE_TEXT})</img_search>"
     rf"|<text_search>{_FREE_TEXT}</text_search>|<answer>{_FREE_TEXT}</answer>)"
 )
+_REPLY_RE = regex.compile(REPLY_PATTERN)
 
 
 def is_reply_prefix(text: str) -> bool:

@@ -77,7 +77,10 @@ def user_errors(command: Callable) -> Callable:
 # ---------------------------------------------------------------------------------------------- shared flags
 
 ModelOpt = Annotated[
-    str | None, typer.Option("--model", "-m", help="Model SPEC: openai:MODEL\\[@BASE_URL] or script:FILE.")
+    str | None,
+    typer.Option(
+        "--model", "-m", help="Model SPEC: hf:PATH, vllm:PATH, openai:MODEL\\[@BASE_URL], script:FILE or oracle."
+    ),
 ]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML run config (flags override it).")]
 TextSearchOpt = Annotated[str | None, typer.Option("--text-search", help="Text search backend.")]

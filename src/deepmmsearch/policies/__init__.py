@@ -3,6 +3,7 @@
 - ``openai:MODEL[@BASE_URL]``: an OpenAI-compatible chat-completions server;
 - ``script:FILE``: replays the replies in a JSON file;
 - ``hf:PATH_OR_ID``: a local transformers VLM of the Qwen2.5-VL family;
+- ``vllm:PATH_OR_ID``: the same model run by an in-process vLLM engine (a GPU and ``pip install vllm``);
 - ``oracle``: the offline world's teacher, which plays each world question by its plan through the tools.
 """
 
@@ -17,7 +18,7 @@ from deepmmsearch.policies.openai_api import OpenAIConfig
 if TYPE_CHECKING:
     from deepmmsearch.policies.hf import HFConfig
 
-SPEC_KINDS = ("openai:MODEL[@BASE_URL]", "script:FILE", "hf:PATH_OR_ID", "oracle")
+SPEC_KINDS = ("openai:MODEL[@BASE_URL]", "script:FILE", "hf:PATH_OR_ID", "vllm:PATH_OR_ID", "oracle")
 
 
 def load_policy(
@@ -41,6 +42,12 @@ def load_policy(
         from deepmmsearch.policies.hf import HFPolicy
 
         return HFPolicy(rest, sampling, hf_config)
+    if kind == "vllm" and rest:
+        from deepmmsearch.policies.vllm import VLLMConfig, VLLMPolicy
+
+        # Of the local-model options, guidance and seed carry over; vLLM batches far more than hf's default of 8.
+        config = VLLMConfig() if hf_config is None else VLLMConfig(guided=hf_config.guided, seed=hf_config.seed)
+        return VLLMPolicy(rest, sampling, config)
     if spec == "oracle":
         from deepmmsearch.policies.oracle import OraclePolicy
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from PIL import Image
 
 from deepmmsearch.errors import ConfigError
+from deepmmsearch.protocol import STOP_STRINGS
 from deepmmsearch.records import Message, Question
 
 
@@ -50,6 +52,14 @@ class Generation:
     completion_tokens: int | None = None
     finish_reason: str | None = None
     redrawn: list[int] | None = None  # positions in token_ids that guided decoding drew again, among allowed tokens
+
+
+def reply_text(tokenizer: Any, token_ids: Sequence[int], stop_ids: set[int]) -> str:
+    """The text of sampled ``token_ids``: without a final stop token, and cut after the first stop string."""
+    ids = list(token_ids[:-1]) if token_ids and token_ids[-1] in stop_ids else list(token_ids)
+    text = tokenizer.decode(ids)
+    ends = [text.find(stop) + len(stop) for stop in STOP_STRINGS if stop in text]
+    return text[: min(ends)] if ends else text
 
 
 class Policy(ABC):

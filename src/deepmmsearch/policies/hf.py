@@ -19,7 +19,7 @@ from typing import Any
 from deepmmsearch.errors import ContextLimitError, PolicyError
 from deepmmsearch.models.chat import EOS_TOKEN, IMAGE_TOKEN, PAD_TOKEN, VIDEO_TOKEN, VISION_START_TOKEN
 from deepmmsearch.models.encoding import encode_conversation, image_inputs
-from deepmmsearch.policies.base import Conversation, Generation, Policy, SamplingConfig
+from deepmmsearch.policies.base import Conversation, Generation, Policy, SamplingConfig, reply_text
 from deepmmsearch.protocol import STOP_STRINGS, is_complete_reply, is_reply_prefix
 
 __all__ = ["HFConfig", "HFPolicy", "encode_conversation"]
@@ -285,7 +285,6 @@ class HFPolicy(Policy):
         max_new = [min(self.sampling.max_new_tokens, self.max_context - len(p.ids)) for p in batch]
         tokens: list[list[int]] = [[] for _ in batch]
         logprobs: list[list[float]] = [[] for _ in batch]
-        texts: list[str | None] = [None] * len(batch)
         finish: list[str | None] = [None] * len(batch)
         tokenizer = self.processor.tokenizer
         replies = [_GuidedReply() for _ in batch]
@@ -302,14 +301,12 @@ class HFPolicy(Policy):
                 logprobs[row].append(float(chosen_logprobs[row]))
                 if token in self.stop_ids:
                     finish[row] = "stop"
-                    texts[row] = tokenizer.decode(tokens[row][:-1])
                     continue
                 # Every stop string ends with ">": decode the reply only when a token carries one.
                 if ">" in tokenizer.convert_ids_to_tokens(token):
                     text = tokenizer.decode(tokens[row])
-                    ends = [text.find(s) + len(s) for s in STOP_STRINGS if s in text]
-                    if ends:
-                        finish[row], texts[row] = "stop", text[: min(ends)]
+                    if any(stop in text for stop in STOP_STRINGS):
+                        finish[row] = "stop"
                         continue
                 if len(tokens[row]) >= max_new[row]:
                     finish[row] = "length"
@@ -330,7 +327,6 @@ class HFPolicy(Policy):
         results = []
         for row, p in enumerate(batch):
             generated = tokens[row]
-            text = texts[row] if texts[row] is not None else tokenizer.decode(generated)
             self.stats["generated_tokens"] += len(generated)
             # The cache holds the prompt and every reply token but the last (which was never fed).
             end = pads[row] + len(p.ids) + len(generated) - 1
@@ -342,7 +338,7 @@ class HFPolicy(Policy):
                 ],
             )
             generation = Generation(
-                text=text,
+                text=reply_text(tokenizer, generated, self.stop_ids),
                 token_ids=generated,
                 logprobs=logprobs[row],
                 completion_tokens=len(generated),

@@ -168,6 +168,15 @@ class TrainGRPOConfig:
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling of rollouts"})
     max_new_tokens: int = field(default=8192, metadata={"help": "longest reply per turn"})
     guided: bool = field(default=True, metadata={"help": "rollouts sample only replies in the protocol's tag layout"})
+    use_vllm: bool = field(
+        default=False, metadata={"help": "rollouts generate with a vLLM engine colocated with each trainer process"}
+    )
+    vllm_gpu_memory_utilization: float = field(
+        default=0.3, metadata={"help": "share of each GPU the colocated vLLM engine takes"}
+    )
+    vllm_max_model_length: int | None = field(
+        default=None, metadata={"help": "longest episode the vLLM engine holds; None: the model's context"}
+    )
     dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16 or float32"})
     device: str = field(default="auto", metadata={"help": "auto or cpu"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
@@ -187,6 +196,10 @@ class TrainGRPOConfig:
         if self.scale_rewards not in ("none", "group", "batch"):
             raise ValueError(f"scale_rewards must be none, group or batch, got {self.scale_rewards!r}")
         _check_batch(self.questions_per_step * self.num_generations, self.per_device_batch_size)
+        if self.use_vllm and self.guided:
+            # vLLM does not report which tokens its grammar forced, and a forced token must carry no weight in the
+            # loss (docs/training.md, "Guided decoding"): guided rollouts stay on the transformers path.
+            raise ValueError("use_vllm: true needs guided: false (vLLM does not say which tokens its grammar forced)")
 
 
 def _check_batch(global_batch: int, per_device: int) -> None:
@@ -281,6 +294,11 @@ def grpo_args(config: TrainGRPOConfig, use_cpu: bool, bf16: bool, world_size: in
         temperature=config.temperature,
         top_p=config.top_p,
         max_completion_length=config.max_new_tokens,
+        # Colocated: each process samples its own episodes turn by turn, so no process waits on another's turns.
+        use_vllm=config.use_vllm,
+        vllm_mode="colocate",
+        vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+        vllm_max_model_length=config.vllm_max_model_length,
         reward_weights=[config.reward.judge_weight, config.reward.format_weight],
         shuffle_dataset=True,
     )

@@ -72,6 +72,13 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
     if len({q.id for q in questions}) != len(questions):
         raise ConfigError(f"{config.questions}: question ids must be unique")
     dataset = prompt_dataset(questions, config)
+    if config.use_vllm:
+        import importlib.util
+
+        from deepmmsearch.policies.vllm import INSTALL_HINT
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError(f"use_vllm: true, but {INSTALL_HINT}")
 
     # --- model: the policy being trained, vision tower frozen
     model, processor = trainable_model(config.model, dtype, config.lora, config.train_vision)

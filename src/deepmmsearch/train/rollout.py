@@ -3,7 +3,8 @@
 TRL's ``GRPOTrainer`` calls :class:`AgentRollout` with the prompts of a step (each question already repeated once
 per group member). Every prompt becomes one episode of :class:`~deepmmsearch.agent.Agent` (same protocol, rules,
 tools and tool cache as evaluation) whose policy is :class:`~deepmmsearch.policies.hf.HFPolicy` wrapped around the
-trainer's own model. Each trajectory is then encoded with ``encode_conversation`` (sampled replies as the exact
+trainer's own model, or :class:`~deepmmsearch.policies.vllm.VLLMPolicy` on the vLLM engine TRL colocates with the
+trainer (``use_vllm``). Each trajectory is then encoded with ``encode_conversation`` (sampled replies as the exact
 sampled ids) and cut in two: ``prompt_ids`` (system prompt, image and question) and ``completion_ids`` (every
 later turn, interleaved: replies and tool results). ``env_mask`` is the assistant mask of the completion, so
 tool-result tokens and chat markup get zero weight in the loss, and so do reply tokens that guided decoding
@@ -55,21 +56,22 @@ def episode_tokens(processor: Any, trajectory: Trajectory, image: Any) -> Episod
     start = mask.index(1)
     end = len(mask) - mask[::-1].index(1)  # the chat markup after the last reply is not part of the completion
     completion, completion_mask = ids[start:end], mask[start:end]
-    # Log-probs of the sampled tokens where the policy reported them all; zeros otherwise (TRL only reads them for
-    # vLLM importance sampling, and the mask drops every other position anyway).
+    # Log-probs of the sampled tokens where the policy reported them all. TRL reads them only for vLLM's importance
+    # sampling correction, where a NaN means "no correction" for that token; other positions are masked out.
     sampled: list[float] = []
     redrawn: list[bool] = []
     for message in trajectory.messages:
         if message.role == "assistant":
             reported = message.token_ids and message.logprobs and len(message.logprobs) == len(message.token_ids)
-            sampled.extend(message.logprobs if reported else [float("nan")])  # type: ignore[arg-type]
+            sampled.extend(message.logprobs if reported else [float("nan")] * len(message.token_ids or ()))  # type: ignore[arg-type]
             chosen = set(message.redrawn or ())
             redrawn.extend(i in chosen for i in range(len(message.token_ids or ())))
     reply_positions = [i for i, m in enumerate(completion_mask) if m]
     logprobs = [0.0] * len(completion)
-    if len(sampled) == len(reply_positions) and all(v == v for v in sampled):  # NaN marks a reply without them
-        for position, value in zip(reply_positions, sampled, strict=True):
-            logprobs[position] = value
+    if len(sampled) != len(reply_positions):  # replies re-tokenized from text: their log-probs cannot be placed
+        sampled = [float("nan")] * len(reply_positions)
+    for position, value in zip(reply_positions, sampled, strict=True):
+        logprobs[position] = value
     # A token that guided decoding drew again was not the policy's own sample: weighting it would push the model's
     # probability of a token it is forced to write down without end (the KL then explodes). Weight 0.
     if len(redrawn) == len(reply_positions):
@@ -114,8 +116,6 @@ class AgentRollout:
         self.calls = 0
 
     def __call__(self, prompts: list[list[dict]], trainer: Any) -> dict[str, list]:
-        from deepmmsearch.policies.hf import HFConfig, HFPolicy
-
         questions = [self.questions[prompt[0]["qid"]] for prompt in prompts]
         images = [_prompt_image(prompt) for prompt in prompts]
         model = trainer.accelerator.unwrap_model(trainer.model)
@@ -126,15 +126,7 @@ class AgentRollout:
         # A fresh policy per step: its KV caches belong to the weights before this step's update.
         seed = self.seed * 1_000_003 + self.calls * 1009 + trainer.accelerator.process_index
         self.calls += 1
-        policy = HFPolicy(
-            f"train:{trainer.state.global_step}",
-            self.sampling,
-            HFConfig(max_batch_size=max(len(prompts), 1), seed=seed, guided=self.guided),
-            loaded=(model, self.processor),
-            guide=self.guide,
-        )
-        self.guide = policy.guide
-        agent = Agent(policy, self.toolbox, self.agent_config)
+        agent = Agent(self._policy(trainer, model, seed, len(prompts)), self.toolbox, self.agent_config)
         try:
             trajectories = asyncio.run(self._episodes(agent, questions, images))
         finally:
@@ -153,6 +145,27 @@ class AgentRollout:
             out["env_mask"].append(tokens.env_mask)
         out["trajectory"] = trajectories  # reaches the reward functions as a column
         return out
+
+    def _policy(self, trainer: Any, model: Any, seed: int, batch: int) -> Any:
+        """The policy of this step's rollouts: TRL's colocated vLLM engine (weights synced by TRL before the call)
+        when the trainer runs one, else the trainer's own model through transformers."""
+        name = f"train:{trainer.state.global_step}"
+        if getattr(trainer.args, "use_vllm", False):
+            from deepmmsearch.policies.vllm import VLLMConfig, VLLMPolicy
+
+            engine = trainer.vllm_generation
+            if engine.mode != "colocate":
+                # In server mode TRL gathers every process's prompts into one call per step; episodes take
+                # different numbers of turns, so processes would wait on each other's turns.
+                raise RuntimeError("multi-turn rollouts need vllm_mode colocate")
+            config = VLLMConfig(max_batch_size=max(batch, 1), guided=False, seed=seed)
+            return VLLMPolicy(name, self.sampling, config, loaded=(engine.llm, self.processor))
+        from deepmmsearch.policies.hf import HFConfig, HFPolicy
+
+        config = HFConfig(max_batch_size=max(batch, 1), seed=seed, guided=self.guided)
+        policy = HFPolicy(name, self.sampling, config, loaded=(model, self.processor), guide=self.guide)
+        self.guide = policy.guide
+        return policy
 
     async def _episodes(self, agent: Agent, questions: list[Question], images: list[Any]) -> list[Trajectory]:
         from deepmmsearch.train.reward import judge_trajectories
