@@ -148,7 +148,11 @@ def _build_data(world: Path, data: Path, config: DemoConfig) -> None:
     questions = read_questions(world / "questions" / "train.jsonl")[: config.teacher_questions]
     asyncio.run(
         build_data(
-            questions, "oracle", data, DataBuildConfig(size=config.data_size, seed=config.seed), _run_config(world)
+            questions,
+            "oracle",
+            data,
+            DataBuildConfig(size=config.data_size, seed=config.seed, first_turn_rows=True),
+            _run_config(world),
         )
     )
 

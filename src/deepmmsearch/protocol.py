@@ -332,8 +332,12 @@ def system_prompt() -> str:
 
 
 def first_turn_prompt(question: str, state: EpisodeState, rules: Rules) -> str:
-    """The user turn that opens an episode: the question and what may be done first."""
-    return f"Question: {question}\n\n{next_step_instruction(state, rules)}"
+    """The user turn that opens an episode: what may be done first, then the question.
+
+    The question comes last, right before the reply that has to say what it asks for: measured on the demo's
+    tiny model, with the teacher's reply opening on "Wanted: ...", that choice was right for 41 of 80 test
+    questions, against 14 with the question first and "Wanted" at the end of the reason (docs/training.md)."""
+    return f"{next_step_instruction(state, rules)}\n\nQuestion: {question}"
 
 
 def next_step_instruction(state: EpisodeState, rules: Rules) -> str:

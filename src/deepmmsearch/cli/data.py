@@ -41,6 +41,9 @@ def build(
     classifier: Annotated[
         str | None, typer.Option(help="MODEL\\[@BASE_URL] that labels questions without a category.")
     ] = None,
+    first_turn_rows: Annotated[
+        bool, typer.Option(help="Also add, as rows of their own, the first turns of the qualified episodes that search.")
+    ] = False,
     config: ConfigOpt = None,
     text_search: TextSearchOpt = None,
     image_search: ImageSearchOpt = None,
@@ -59,7 +62,9 @@ def build(
         **tool_overrides(text_search=text_search, image_search=image_search, grounder=grounder, kb=kb),
         **{"agent.max_concurrent_episodes": workers},
     )
-    data_config = DataBuildConfig(size=size, search_share=search_share, classifier=classifier)
+    data_config = DataBuildConfig(
+        size=size, search_share=search_share, classifier=classifier, first_turn_rows=first_turn_rows
+    )
     records = read_questions(questions)
     with progress_callbacks("teacher episodes") as (on_start, on_done):
         stats = asyncio.run(build_data(records, teacher, out, data_config, run_config, on_start, on_done))

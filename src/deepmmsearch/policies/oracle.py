@@ -33,9 +33,10 @@ class OracleConfig:
     seed: int = field(default=0, metadata={"help": "its choices are a function of the seed and the question id"})
 
 
-# The first reply names what the question wants ("Wanted: weight kilograms.") where the question is near; the query
-# copies it from there after the same mark, not from a second reading of a question far above. Later replies do not
-# repeat it: after a copied span a small model goes on with whatever followed such a span before.
+# The first reply opens by naming what the question wants ("Wanted: weight kilograms."), right after the question
+# that ends the user turn; the query copies it from there after the same mark, not from a second reading of a
+# question far above. Later replies do not repeat it: after a copied span a small model goes on with whatever
+# followed such a span before.
 _LOOK = (
     "I do not recognise what the picture shows, so I will run a reverse image search on the whole image.",
     "The picture alone does not tell me what this is; a reverse image search on the whole image should.",
@@ -124,14 +125,14 @@ class OraclePolicy(Policy):
             if m.role == "assistant" and m.action is not None
         ]
         if not done:
-            wanted = f" Wanted: {plan.get('ask', 'facts')}."
+            wanted = f"Wanted: {plan.get('ask', 'facts')}. "
             if skill == "crop_search":
-                reason = rng.choice(_CROP).format(crop=plan["crop"]) + wanted
+                reason = wanted + rng.choice(_CROP).format(crop=plan["crop"])
                 return Action(ActionKind.CROP_SEARCH, plan["crop"], reason)
             if crop_anyway:
                 crop = "the object in the centre"
-                return Action(ActionKind.CROP_SEARCH, crop, rng.choice(_CROP).format(crop=crop) + wanted)
-            return Action(ActionKind.IMAGE_SEARCH, "", rng.choice(_LOOK) + wanted)
+                return Action(ActionKind.CROP_SEARCH, crop, wanted + rng.choice(_CROP).format(crop=crop))
+            return Action(ActionKind.IMAGE_SEARCH, "", wanted + rng.choice(_LOOK))
 
         target = plan["target"]
         last_action, last_seen = done[-1]
