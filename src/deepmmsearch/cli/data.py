@@ -42,7 +42,7 @@ def build(
         str | None, typer.Option(help="MODEL\\[@BASE_URL] that labels questions without a category.")
     ] = None,
     first_turn_rows: Annotated[
-        bool, typer.Option(help="Also add, as rows of their own, the first turns of the qualified episodes that search.")
+        bool, typer.Option(help="Also add the first turn of each qualified episode that searches as a row.")
     ] = False,
     config: ConfigOpt = None,
     text_search: TextSearchOpt = None,

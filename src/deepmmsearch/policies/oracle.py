@@ -126,6 +126,8 @@ class OraclePolicy(Policy):
         ]
         if not done:
             wanted = f"Wanted: {plan.get('ask', 'facts')}. "
+            if skill == "multi_hop":  # the second ask too, near the question, for the hop's query to copy
+                wanted += f"Then: {plan['hop_ask']}. "
             if skill == "crop_search":
                 reason = wanted + rng.choice(_CROP).format(crop=plan["crop"])
                 return Action(ActionKind.CROP_SEARCH, plan["crop"], reason)
@@ -150,7 +152,11 @@ class OraclePolicy(Policy):
 
         if skill == "multi_hop" and plan["hop_query"] not in queries:
             if _mentions(last_seen, plan["hop_name"]):
-                return Action(ActionKind.TEXT_SEARCH, plan["hop_query"], rng.choice(_HOP).format(hop=plan["hop_name"]))
+                # Quote the lead line that names the next entity, then name it after a mark, as for answers.
+                hop = plan["hop_name"]
+                quoted = _lead(last_seen, MOST_RELEVANT, hop)
+                reason = f"{quoted} Next: {hop}." if quoted else rng.choice(_HOP).format(hop=hop)
+                return Action(ActionKind.TEXT_SEARCH, plan["hop_query"], reason)
             return self._refine_or_give_up(plan["query"], queries, rng)
         answer = plan["answer"]
         twin = plan.get("twin_value")

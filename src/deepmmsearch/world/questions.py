@@ -180,7 +180,12 @@ def questions_for(
         _, second = rng.choice(options)
         question = HOP_QUESTIONS[(ref.category, second.name)].format(hop=hop.hop.format(kind=entity.kind))
         value = ref.facts[second.name]
-        plan = {**_fact_plan(entity, hop, entities), "hop_name": ref.name, "hop_query": f"{ref.name} {second.phrase}"}
+        plan = {
+            **_fact_plan(entity, hop, entities),
+            "hop_name": ref.name,
+            "hop_ask": second.phrase,
+            "hop_query": f"{second.phrase} of {ref.name}",  # as "query": "<ask> of <name>"
+        }
         add("hop", question, value, second.question_type, "multi_hop", draw_entity(look, rng), plan, second.name)
         break
 
