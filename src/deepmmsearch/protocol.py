@@ -252,6 +252,8 @@ REPLY_PATTERN = (
     rf"|<text_search>{_FREE_TEXT}</text_search>|<answer>{_FREE_TEXT}</answer>)"
 )
 _REPLY_RE = regex.compile(REPLY_PATTERN)
+REPLY_TAGS = ("<reason>", "</reason>", "<img_search>", "</img_search>", "<img>", "<text_search>", "</text_search>")
+REPLY_TAGS += ("<answer>", "</answer>")  # every tag a reply may hold, for guided decoding
 
 
 def is_reply_prefix(text: str) -> bool:

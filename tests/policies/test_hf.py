@@ -229,3 +229,17 @@ def test_the_cache_keeps_at_most_max_cached_episodes(loaded, image) -> None:
 def test_load_policy_knows_hf(model_dir: Path) -> None:
     hf = load_policy(f"hf:{model_dir}")
     assert isinstance(hf, HFPolicy) and hf.max_batch_size == HFConfig().max_batch_size
+
+
+def test_the_guide_refuses_a_tag_it_could_not_finish(loaded) -> None:
+    tokenizer = loaded[1].tokenizer
+    guide = HFPolicy("tiny", SamplingConfig(), HFConfig(), loaded=loaded).guide
+    bare = tokenizer.convert_tokens_to_ids("<")
+    assert guide.pieces[bare] == "<"
+    # Tags are whole tokens here and plain words are refused between tags: nothing could follow a bare "<".
+    assert not guide.closable("\n<") and guide.closable("<reason>x</reason>\n")
+    assert not guide.allows("", False, bare)
+    assert not bool(guide.allowed("", False)[bare])
+    # Should a reply still reach a dead end, the stop tokens are the way out, never an empty set to draw from.
+    dead = guide.allowed("<reason>x</reason>\n<", False)
+    assert bool(dead.any()) and set(dead.nonzero().flatten().tolist()) == guide.stop_ids

@@ -20,7 +20,7 @@ from deepmmsearch.errors import ContextLimitError, PolicyError
 from deepmmsearch.models.chat import EOS_TOKEN, IMAGE_TOKEN, PAD_TOKEN, VIDEO_TOKEN, VISION_START_TOKEN
 from deepmmsearch.models.encoding import encode_conversation, image_inputs
 from deepmmsearch.policies.base import Conversation, Generation, Policy, SamplingConfig, reply_text
-from deepmmsearch.protocol import STOP_STRINGS, is_complete_reply, is_reply_prefix
+from deepmmsearch.protocol import REPLY_TAGS, STOP_STRINGS, is_complete_reply, is_reply_prefix
 
 __all__ = ["HFConfig", "HFPolicy", "encode_conversation"]
 
@@ -88,6 +88,7 @@ class ReplyGuide:
         self.plain[:known] = True
         self.plain[self.checked] = False
         self.plain[list(stop_ids)] = False
+        self._closable: dict[str, bool] = {}
 
     def allows(self, text: str, in_text: bool, token: int) -> bool:
         """Whether ``token`` may follow ``text``; ``in_text`` says the reply is inside free text."""
@@ -97,18 +98,47 @@ class ReplyGuide:
             return False
         if self.plain[token]:
             return in_text
-        return is_reply_prefix(text + self.pieces[token])
+        grown = text + self.pieces[token]
+        return is_reply_prefix(grown) and self.closable(grown)
 
     def allowed(self, text: str, in_text: bool) -> Any:
-        """The mask of every token that may follow ``text``."""
+        """The mask of every token that may follow ``text``; the stop tokens when nothing else may (a dead end
+        ends the reply rather than leave nothing to draw)."""
         import torch
 
         mask = self.plain.clone() if in_text else torch.zeros_like(self.plain)
         for token in self.checked:
-            mask[token] = is_reply_prefix(text + self.pieces[token])
+            grown = text + self.pieces[token]
+            mask[token] = is_reply_prefix(grown) and self.closable(grown)
         for token in self.stop_ids:
             mask[token] = is_complete_reply(text)
+        if not bool(mask.any()):
+            mask[list(self.stop_ids)] = True
         return mask
+
+    def closable(self, text: str) -> bool:
+        """Whether a tag left open at the end of ``text`` ("<", "</ans") can still be finished with tokens that
+        may follow it (only tokens with "<", ">" or blanks may: plain words are refused between tags)."""
+        start = text.rfind("<")
+        if start < 0 or ">" in text[start:]:
+            return True
+        return self._can_close(text[start:], depth=0)
+
+    def _can_close(self, fragment: str, depth: int) -> bool:
+        if fragment not in self._closable:
+            self._closable[fragment] = False  # guards the recursion; set for real below
+            ok = False
+            if depth < 8 and any(tag.startswith(fragment) for tag in REPLY_TAGS):
+                for token in self.checked:
+                    grown = fragment + self.pieces[token]
+                    if ">" in grown:
+                        ok = grown[: grown.index(">") + 1] in REPLY_TAGS
+                    elif "<" not in self.pieces[token]:
+                        ok = self._can_close(grown, depth + 1)
+                    if ok:
+                        break
+            self._closable[fragment] = ok
+        return self._closable[fragment]
 
     def advance(self, reply: _GuidedReply, token: int) -> None:
         """Take ``token`` into ``reply``'s state."""
@@ -116,7 +146,8 @@ class ReplyGuide:
         if token < len(self.pieces) and token not in self.stop_ids:
             reply.text += self.pieces[token]
             if not self.plain[token]:  # only a tag or a blank can move the reply into or out of free text
-                reply.in_text = is_reply_prefix(reply.text + "a")
+                # Probed with a character no tag name holds: after "<", "a" would read as the start of "<answer>".
+                reply.in_text = is_reply_prefix(reply.text + "§")
 
 
 class HFPolicy(Policy):
