@@ -300,3 +300,16 @@ def test_two_cpu_processes_train_with_ddp(trainer, sft_data, small_world, tiny_m
     state = json.loads((out / f"checkpoint-{summary['steps']}" / "trainer_state.json").read_text())
     assert state["global_step"] == summary["steps"]
     assert (out / "final" / "model.safetensors").is_file()
+
+
+def test_resume_skips_a_checkpoint_torn_by_a_kill(tmp_path):
+    from deepmmsearch.train.common import resume_checkpoint
+
+    for step, state in ((2, "{}"), (4, '{"global_step": 4}'), (6, '{"global_st'), (8, None)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    # checkpoint-8 has no trainer state (killed before transformers wrote it), checkpoint-6 a torn one.
+    assert resume_checkpoint(tmp_path, resume=True) == str(tmp_path / "checkpoint-4")
+    assert resume_checkpoint(tmp_path, resume=False) is None

@@ -75,10 +75,8 @@ def trainable_names(model: Any) -> list[str]:
 
 def resume_checkpoint(out: str | Path, resume: bool) -> str | None:
     """The checkpoint to continue from when resuming (None: start afresh), and the metrics log trimmed to it."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     out = Path(out)
-    checkpoint = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
+    checkpoint = _last_whole_checkpoint(out) if resume and out.is_dir() else None
     metrics = out / METRICS_FILE
     if metrics.is_file():
         trim_torn_tail(metrics)
@@ -90,6 +88,19 @@ def resume_checkpoint(out: str | Path, resume: bool) -> str | None:
             kept = [r for r in read_jsonl(metrics) if r.get("step", 0) <= step]
             metrics.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
     return checkpoint
+
+
+def _last_whole_checkpoint(out: Path) -> str | None:
+    """The newest ``checkpoint-N`` that was written to the end. transformers writes ``trainer_state.json`` last
+    and not atomically, so a kill during a save leaves a folder without it (or with it torn): skip those."""
+    steps = {p: p.name.removeprefix("checkpoint-") for p in out.glob("checkpoint-*")}
+    for folder in sorted((p for p, n in steps.items() if n.isdigit()), key=lambda p: int(steps[p]), reverse=True):
+        try:
+            json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        return str(folder)
+    return None
 
 
 def save_final(trainer: Any, processor: Any, out: str | Path) -> Path:
