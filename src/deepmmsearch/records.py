@@ -171,7 +171,7 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+        for number, line in _lines(f, path):
             if not line.strip():
                 continue
             try:
@@ -183,6 +183,15 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
             if not isinstance(obj, dict):
                 raise InputError(f"{path}:{number}: expected a JSON object per line")
             yield obj
+
+
+def _lines(f: Any, path: Path) -> Iterator[tuple[int, str]]:
+    number = 0
+    try:
+        for number, line in enumerate(f, 1):
+            yield number, line
+    except UnicodeDecodeError:
+        raise InputError(f"{path}:{number + 1}: not UTF-8 text; expected JSON Lines") from None
 
 
 def read_questions(path: str | Path) -> list[Question]:

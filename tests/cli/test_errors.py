@@ -2,8 +2,11 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -17,12 +20,15 @@ import pytest
         ),
         (["eval", "--questions", "{file}", "--model", "oracle", "--out", "{dir}/e"], "question record lacks id"),
         (["demo", "--out", "{file}"], "File exists"),
+        (["eval", "--questions", "{png}", "--model", "oracle", "--out", "{dir}/e"], "not UTF-8 text"),
+        (["train", "grpo", "--model", "x", "--questions", "{png}", "--out", "{dir}/g"], "not UTF-8 text"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, args, fragment):
     file = tmp_path / "a-file"
     file.write_text("{}\n")
-    args = [a.format(file=file, dir=tmp_path) for a in args]
+    png = REPO / "examples" / "lighthouse.png"  # a binary file given where JSON Lines are expected
+    args = [a.format(file=file, dir=tmp_path, png=png) for a in args]
     out = subprocess.run([sys.executable, "-m", "deepmmsearch", *args], capture_output=True, text=True, timeout=120)
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
