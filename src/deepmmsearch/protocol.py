@@ -252,8 +252,10 @@ REPLY_PATTERN = (
     rf"|<text_search>{_FREE_TEXT}</text_search>|<answer>{_FREE_TEXT}</answer>)"
 )
 _REPLY_RE = regex.compile(REPLY_PATTERN)
-REPLY_TAGS = ("<reason>", "</reason>", "<img_search>", "</img_search>", "<img>", "<text_search>", "</text_search>")
-REPLY_TAGS += ("<answer>", "</answer>")  # every tag a reply may hold, for guided decoding
+REPLY_TAGS = (  # every tag a reply may hold, for guided decoding
+    *("<reason>", "</reason>", "<img_search>", "<img>", "</img_search>"),
+    *("<text_search>", "</text_search>", "<answer>", "</answer>"),
+)
 
 
 def is_reply_prefix(text: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 # The 22 special tokens of Qwen2.5 in id order; with the real vocabulary they take ids 151643..151664.
 SPECIAL_TOKENS: tuple[str, ...] = (
     "<|endoftext|>",
@@ -35,6 +37,18 @@ PAD_TOKEN = "<|endoftext|>"
 IMAGE_TOKEN = "<|image_pad|>"
 VIDEO_TOKEN = "<|video_pad|>"
 VISION_START_TOKEN = "<|vision_start|>"
+
+
+def stop_ids(tokenizer: Any) -> set[int]:
+    """The ids that end a reply: end of turn, and the padding token a model may emit in its place."""
+    return {tokenizer.convert_tokens_to_ids(EOS_TOKEN), tokenizer.convert_tokens_to_ids(PAD_TOKEN)}
+
+
+def never_sampled_ids(tokenizer: Any) -> list[int]:
+    """Image placeholders: one sampled would be re-read next turn as an image slot with no image (transformers'
+    rope index then fails), and undertrained models do sample them."""
+    return [tokenizer.convert_tokens_to_ids(t) for t in (IMAGE_TOKEN, VIDEO_TOKEN, VISION_START_TOKEN)]
+
 
 # Qwen2.5-VL-7B-Instruct's chat_template.json, verbatim.
 CHAT_TEMPLATE = (

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deepmmsearch.errors import ContextLimitError, PolicyError
-from deepmmsearch.models.chat import EOS_TOKEN, IMAGE_TOKEN, PAD_TOKEN, VIDEO_TOKEN, VISION_START_TOKEN
+from deepmmsearch.models.chat import PAD_TOKEN, never_sampled_ids, stop_ids
 from deepmmsearch.models.encoding import encode_conversation, image_inputs
 from deepmmsearch.policies.base import Conversation, Generation, Policy, SamplingConfig, reply_text
 from deepmmsearch.protocol import REPLY_TAGS, STOP_STRINGS, is_complete_reply, is_reply_prefix
@@ -177,11 +177,9 @@ class HFPolicy(Policy):
             self.model, self.processor = loaded
         self.device = next(self.model.parameters()).device
         tokenizer = self.processor.tokenizer
-        self.stop_ids = {tokenizer.convert_tokens_to_ids(EOS_TOKEN), tokenizer.convert_tokens_to_ids(PAD_TOKEN)}
+        self.stop_ids = stop_ids(tokenizer)
         self.pad_id = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
-        # A sampled image placeholder would be re-read next turn as an image slot with no image (transformers'
-        # rope index then fails); undertrained models do sample them, so they are never drawn.
-        self.banned_ids = [tokenizer.convert_tokens_to_ids(t) for t in (IMAGE_TOKEN, VIDEO_TOKEN, VISION_START_TOKEN)]
+        self.banned_ids = never_sampled_ids(tokenizer)
         self.max_context = int(self.model.config.text_config.max_position_embeddings)
         vocab_size = self.model.get_output_embeddings().weight.shape[0]
         if self.config.guided and guide is None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deepmmsearch.errors import ConfigError, ContextLimitError, PolicyError
-from deepmmsearch.models.chat import EOS_TOKEN, IMAGE_TOKEN, PAD_TOKEN, VIDEO_TOKEN, VISION_START_TOKEN
+from deepmmsearch.models.chat import never_sampled_ids, stop_ids
 from deepmmsearch.models.encoding import encode_conversation
 from deepmmsearch.policies.base import Conversation, Generation, Policy, SamplingConfig, reply_text
 from deepmmsearch.protocol import REPLY_PATTERN, STOP_STRINGS
@@ -71,10 +71,8 @@ class VLLMPolicy(Policy):
         self.engine, self.processor = loaded if loaded is not None else _start_engine(path, self.config)
         self.params = params
         tokenizer = self.processor.tokenizer
-        self.stop_ids = {tokenizer.convert_tokens_to_ids(EOS_TOKEN), tokenizer.convert_tokens_to_ids(PAD_TOKEN)}
-        # A sampled image placeholder would be re-read next turn as an image slot with no image: never drawn.
-        banned = (IMAGE_TOKEN, VIDEO_TOKEN, VISION_START_TOKEN)
-        self.logit_bias = {tokenizer.convert_tokens_to_ids(t): -100.0 for t in banned}
+        self.stop_ids = stop_ids(tokenizer)
+        self.logit_bias = dict.fromkeys(never_sampled_ids(tokenizer), -100.0)
         self.max_context = int(self.engine.llm_engine.model_config.max_model_len)
         # Each request gets its own seed: one shared seed would give every member of a GRPO group the same reply.
         self._seeds = random.Random(self.config.seed)
