@@ -106,7 +106,7 @@ def small_world(tmp_path_factory) -> Path:
     from deepmmsearch.world.build import WorldConfig, build_world, index_world
 
     out = tmp_path_factory.mktemp("world")
-    build_world(out, WorldConfig(seed=0, entities=24))
+    build_world(out, WorldConfig(seed=0, entities=24, captions=48))
     index_world(out, show_progress=False)
     return out
 

@@ -37,6 +37,8 @@ class DemoConfig:
     data_size: int = field(default=600, metadata={"help": "SFT conversations kept"})
     pretrain_sequences: int = field(default=1000, metadata={"help": "page groups; 3x as many drills, 2x copy rows"})
     copy_steps: int = field(default=700, metadata={"help": "copy warm-up steps of pre-training"})
+    captions: int = field(default=3000, metadata={"help": "captioned pictures pre-training learns to see on"})
+    caption_rows: int = field(default=600, metadata={"help": "of them, mixed into SFT"})
     sft_epochs: float = field(default=6.0, metadata={"help": "SFT passes over the data"})
     sft_learning_rate: float = field(default=1e-2, metadata={"help": "a tiny model from scratch wants a high rate"})
     grpo_steps: int = field(default=40, metadata={"help": "GRPO optimizer steps"})
@@ -51,6 +53,8 @@ class DemoConfig:
             entities=36,
             teacher_questions=160,
             data_size=96,
+            captions=300,
+            caption_rows=48,
             pretrain_sequences=100,
             copy_steps=300,
             sft_epochs=2.0,
@@ -128,7 +132,7 @@ def run_demo(out: str | Path, config: DemoConfig, say: Callable[[str], None] = p
 def _build_world(world: Path, config: DemoConfig) -> None:
     from deepmmsearch.world.build import WorldConfig, build_world, index_world
 
-    build_world(world, WorldConfig(seed=config.seed, entities=config.entities))
+    build_world(world, WorldConfig(seed=config.seed, entities=config.entities, captions=config.captions))
     index_world(world)
 
 
@@ -181,6 +185,7 @@ def _pretrain(out: Path, config: DemoConfig) -> None:
             drills=3 * config.pretrain_sequences,
             copy_rows=2 * config.pretrain_sequences,
             copy_steps=config.copy_steps,
+            captions=str(out / "world" / "captions.jsonl"),
             device="cpu",
             dtype="float32",
             seed=config.seed,
@@ -201,6 +206,8 @@ def _sft(out: Path, config: DemoConfig) -> None:
             model=str(out / "pretrain" / "final"),
             data=str(out / "data"),
             out=str(out / "sft"),
+            captions=str(out / "world" / "captions.jsonl"),  # keeps the model looking at pictures (docs/training.md)
+            caption_rows=config.caption_rows,
             lora=LoraSettings(enabled=False),
             train_vision=True,
             epochs=config.sft_epochs,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from deepmmsearch.config import load_config
-from deepmmsearch.errors import ConfigError
+from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.train.common import read_metrics
 from deepmmsearch.train.config import TrainGRPOConfig, TrainPretrainConfig, TrainSFTConfig
 
@@ -168,6 +168,57 @@ def test_pretraining_trains_the_language_model_only(small_world, tiny_model, tmp
 
     missing = subprocess.run(_dmms(*flags[:4], "--kb", str(tmp_path)), env=ENV, capture_output=True, text=True)
     assert missing.returncode != 0 and "no pages.jsonl" in missing.stderr + missing.stdout
+
+
+def test_captions_train_the_vision_tower_then_mix_into_sft(small_world, sft_data, tiny_model, tmp_path):
+    import torch
+
+    from deepmmsearch.models.build import load_model
+    from deepmmsearch.train.pretrain import train_pretrain
+    from deepmmsearch.train.sft import train_sft
+
+    captions = str(small_world / "captions.jsonl")
+    pre = train_pretrain(
+        TrainPretrainConfig(
+            model=str(tiny_model),
+            kb=str(small_world / "kb"),
+            out=str(tmp_path / "pre"),
+            captions=captions,
+            copy_steps=6,
+            copy_long_steps=2,
+            caption_batch_size=4,
+            sequences=16,
+            drills=8,
+            copy_rows=8,
+            max_steps=2,
+            device="cpu",
+            save_steps=100,
+        )
+    )
+    before, _ = load_model(str(tiny_model), "float32", "cpu")
+    after, _ = load_model(pre["final"], "float32", "cpu")
+    vision_before, vision_after = before.model.visual.state_dict(), after.model.visual.state_dict()
+    assert not all(torch.equal(vision_before[k], vision_after[k]) for k in vision_before)
+
+    sft = train_sft(
+        TrainSFTConfig(
+            model=pre["final"],
+            data=str(sft_data),
+            out=str(tmp_path / "sft"),
+            captions=captions,
+            caption_rows=5,
+            limit=3,
+            max_steps=1,
+            device="cpu",
+            save_steps=100,
+        )
+    )
+    assert sft["examples"] == 3 + 5
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"image": "", "caption": "no picture"}\n')
+    with pytest.raises(InputError, match="no rows with an image and a caption"):
+        train_sft(TrainSFTConfig(model=pre["final"], data=str(sft_data), out=str(tmp_path / "x"), captions=str(empty)))
 
 
 def test_sft_survives_sigkill_and_resumes(sft_data, tiny_model, tmp_path):

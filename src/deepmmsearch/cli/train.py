@@ -50,12 +50,19 @@ def _common_overrides(model: str | None, out: Path | None, **rest: Any) -> dict[
     return {k: v for k, v in overrides.items() if v is not None}
 
 
+CaptionsOpt = Annotated[
+    Path | None,
+    typer.Option("--captions", help="JSON Lines of image, caption (`dmms world build` writes W/captions.jsonl)."),
+]
+
+
 @train_app.command("pretrain")
 @user_errors
 def pretrain(
     config: TrainConfigOpt = None,
     model: ModelDirOpt = None,
     kb: KbOpt = None,
+    captions: CaptionsOpt = None,
     out: OutOpt = None,
     sequences: Annotated[int | None, typer.Option("--sequences", help="Training sequences (page groups).")] = None,
     epochs: EpochsOpt = None,
@@ -65,7 +72,8 @@ def pretrain(
     resume: ResumeOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Causal-LM pre-training of a `dmms model init` model on a knowledge base's pages (text only)."""
+    """Pre-training of a `dmms model init` model: copy warm-up (seeing captioned pictures alongside, with
+    --captions), then a knowledge base's pages."""
     from deepmmsearch.config import load_config
     from deepmmsearch.train.config import TrainPretrainConfig
     from deepmmsearch.train.pretrain import train_pretrain
@@ -74,6 +82,7 @@ def pretrain(
         model,
         out,
         kb=str(kb) if kb else None,
+        captions=str(captions) if captions else None,
         sequences=sequences,
         epochs=epochs,
         max_steps=max_steps,
@@ -90,6 +99,7 @@ def sft(
     config: TrainConfigOpt = None,
     model: ModelDirOpt = None,
     data: Annotated[Path | None, typer.Option("--data", help="Output folder of `dmms data build`.")] = None,
+    captions: CaptionsOpt = None,
     out: OutOpt = None,
     epochs: EpochsOpt = None,
     max_steps: MaxStepsOpt = None,
@@ -109,6 +119,7 @@ def sft(
         model,
         out,
         data=str(data) if data else None,
+        captions=str(captions) if captions else None,
         epochs=epochs,
         max_steps=max_steps,
         learning_rate=lr,

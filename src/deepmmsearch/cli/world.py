@@ -20,6 +20,7 @@ def build(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the world into.")],
     seed: Annotated[int, typer.Option(help="Same seed, same world, byte for byte.")] = 0,
     entities: Annotated[int, typer.Option(help="Pictured entities (about 6 questions each).")] = 300,
+    captions: Annotated[int, typer.Option(help="Captioned pictures to pre-train seeing on (captions.jsonl).")] = 3000,
     index: Annotated[bool, typer.Option("--index/--no-index", help="Also build the knowledge base in kb/.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
@@ -31,6 +32,8 @@ def build(
 
     if entities < 12:
         raise InputError("--entities must be at least 12 (two per category)")
+    if captions < 0:
+        raise InputError("--captions must not be negative")
     if out.exists() and any(out.iterdir()) and not (out / "world.json").is_file():
         raise InputError(f"{out}: exists and is not a world folder; choose an empty or new folder")
     columns = (TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -42,7 +45,7 @@ def build(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done)
 
-        summary = build_world(out, WorldConfig(seed=seed, entities=entities), progress)
+        summary = build_world(out, WorldConfig(seed=seed, entities=entities, captions=captions), progress)
     if index:
         index_world(out)
     if as_json:

@@ -47,6 +47,10 @@ class TrainPretrainConfig:
     copy_steps: int = field(default=700, metadata={"help": "copy warm-up steps on short sequences (0: no warm-up)"})
     copy_long_steps: int = field(default=150, metadata={"help": "then copy warm-up steps on long sequences"})
     copy_learning_rate: float = field(default=3e-3, metadata={"help": "learning rate of the copy warm-up"})
+    captions: str = field(
+        default="", metadata={"help": "JSON Lines of image, caption: the copy warm-up also learns to see on them"}
+    )
+    caption_batch_size: int = field(default=16, metadata={"help": "captioned pictures per copy warm-up step"})
     sequences: int = field(default=1000, metadata={"help": "page sequences (language modelling), each a few pages"})
     pages_per_sequence: int = field(default=5, metadata={"help": "pages per sequence, one result line each"})
     drills: int = field(default=3000, metadata={"help": "reading drills: a result block, then a line of it copied"})
@@ -70,7 +74,14 @@ class TrainPretrainConfig:
 
     def __post_init__(self) -> None:
         _check_batch(self.global_batch_size, self.per_device_batch_size)
-        for name in ("sequences", "pages_per_sequence", "logging_steps", "save_steps", "max_length"):
+        for name in (
+            "sequences",
+            "pages_per_sequence",
+            "logging_steps",
+            "save_steps",
+            "max_length",
+            "caption_batch_size",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("copy_steps", "copy_long_steps", "drills", "copy_rows"):
@@ -103,6 +114,10 @@ class TrainSFTConfig:
     device: str = field(default="auto", metadata={"help": "auto or cpu"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
     limit: int | None = field(default=None, metadata={"help": "train on the first N conversations only"})
+    captions: str = field(
+        default="", metadata={"help": "JSON Lines of image, caption: caption rows mixed in keep the model looking"}
+    )
+    caption_rows: int = field(default=600, metadata={"help": "caption rows mixed in (with captions:)"})
     swap_names: float = field(
         default=0.0,
         metadata={"help": "share of conversations whose made-up names are swapped each pass (offline world only)"},
@@ -119,6 +134,8 @@ class TrainSFTConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.swap_names <= 1:
             raise ValueError(f"swap_names is a share of the conversations, from 0 to 1; got {self.swap_names}")
+        if self.caption_rows < 0:
+            raise ValueError(f"caption_rows must not be negative, got {self.caption_rows}")
 
 
 @dataclass

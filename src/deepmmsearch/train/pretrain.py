@@ -7,7 +7,9 @@ only on dense copying, and the time it takes grows with the sequence length: the
 chance after 1,500 steps of 16 sequences of 300 tokens, and copies 98% right after 600 steps of 48 tokens. So:
 
 1. **Copy warm-up**: random token sequences in which a stretch repeats, loss on the repeat only; short sequences,
-   then a few long ones (lengths of a conversation). About 25 s on 2 CPU cores.
+   then a few long ones (lengths of a conversation). About 25 s on 2 CPU cores. With ``captions``, each step also
+   trains on a batch of captioned pictures, vision tower included (about 70 s more): the seeing a released VLM
+   brings from image-text pre-training.
 2. **Reading**: rows of three kinds in one shuffled pass, loss on each row's completion only:
    - the knowledge base's pages, rendered as the search tools show them (language modelling: completion = all);
    - reading drills: a result block followed by the start of one of its lines, completed by the rest of it, the
@@ -15,7 +17,7 @@ chance after 1,500 steps of 16 sequences of 300 tokens, and copies 98% right aft
    - copy rows of random words from the pages with a repeated stretch, which keep the warm-up's copying alive
      (without them page modelling, where memorizing pays better, undoes it).
 
-Text only; the vision tower is untouched.
+The vision tower is trained in the warm-up only (with captions), and frozen in the text-only reading pass.
 """
 
 from __future__ import annotations
@@ -108,11 +110,20 @@ def copy_rows(pages: list[dict], count: int, seed: int = 0) -> list[dict]:
 
 
 def copy_warmup(
-    model: Any, tokenizer: Any, config: TrainPretrainConfig, say: Callable[[str], None] = lambda _: None
+    model: Any,
+    tokenizer: Any,
+    config: TrainPretrainConfig,
+    say: Callable[[str], None] = lambda _: None,
+    pictures: Callable[[], dict[str, Any]] | None = None,
 ) -> list[float]:
     """Train ``model`` in place to copy: each sequence repeats a stretch of random tokens, with loss on the repeat
     (after its first token, which nothing predicts). Returns the share of repeat tokens predicted right at the end
-    of each phase. A hand-written loop: the batches are made of token ids on the fly, which no trainer wants."""
+    of each phase. A hand-written loop: the batches are made of token ids on the fly, which no trainer wants.
+
+    With ``pictures`` (a function returning a batch of captioned pictures, :class:`CaptionBatches`), each step also
+    trains on one such batch, vision tower included: a tiny model built from scratch learns to look at the picture
+    only alongside the copy (measured in docs/training.md: once the copy has formed, its language model no longer
+    learns to attend to image tokens; trained on captions first, it no longer forms the copy)."""
     import torch
 
     generator = torch.Generator().manual_seed(config.seed)
@@ -138,6 +149,8 @@ def copy_warmup(
             logits = model(input_ids=ids).logits[:, :-1].float()
             targets = labels[:, 1:]
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+            if pictures is not None:
+                loss = loss + model(**{k: v.to(device) for k, v in pictures().items()}).loss
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -149,6 +162,30 @@ def copy_warmup(
             accuracy.append(round(correct / max(total, 1), 3))
             say(f"copy warm-up, {length}-token sequences: {steps} steps, repeats {100 * accuracy[-1]:.0f}% right")
     return accuracy
+
+
+class CaptionBatches:
+    """Batches of ``config.captions`` (:func:`~deepmmsearch.train.sft.caption_conversations`) in shuffled passes:
+    what a released VLM learned from image-text pairs."""
+
+    def __init__(self, processor: Any, config: TrainPretrainConfig) -> None:
+        from deepmmsearch.train.sft import ConversationCollator, caption_conversations
+
+        self.rows = caption_conversations(config.captions)
+        self.collate = ConversationCollator(processor, Path(config.captions).parent)
+        self.size = config.caption_batch_size
+        self.rng = random.Random(config.seed)
+        self.order: list[int] = []
+        self.encoded: dict[int, dict[str, Any]] = {}  # each picture is shown several times; encode it once
+
+    def __call__(self) -> dict[str, Any]:
+        if len(self.order) < self.size:
+            self.order += self.rng.sample(range(len(self.rows)), len(self.rows))
+        batch, self.order = self.order[: self.size], self.order[self.size :]
+        for i in batch:
+            if i not in self.encoded:
+                self.encoded[i] = self.collate.encode(self.rows[i])
+        return self.collate.pad([self.encoded[i] for i in batch])
 
 
 def read_kb_pages(kb: str) -> list[dict]:
@@ -199,7 +236,18 @@ def train_pretrain(config: TrainPretrainConfig, resume: bool = False) -> dict[st
     if not use_cpu:
         model.to(f"cuda:{os.environ.get('LOCAL_RANK', 0)}")
     # A checkpoint holds the warmed-up weights already. Progress goes to stderr: stdout is the summary's (--json).
-    warmup = [] if checkpoint else copy_warmup(model, processor.tokenizer, config, lambda m: print(m, file=sys.stderr))
+    if not checkpoint:
+        pictures = CaptionBatches(processor, config) if config.captions else None
+        if pictures is not None:  # a model built from scratch has a random vision tower: it learns here
+            for parameter in model.model.visual.parameters():
+                parameter.requires_grad = True
+        warmup = copy_warmup(model, processor.tokenizer, config, lambda m: print(m, file=sys.stderr), pictures)
+        # The reading pass is text only: a vision tower left trainable would get no gradient, which distributed
+        # training refuses.
+        for parameter in model.model.visual.parameters():
+            parameter.requires_grad = False
+    else:
+        warmup = []
     trainer = SFTTrainer(
         model=model,
         args=pretrain_args(config, use_cpu, bf16, world_size()),
@@ -208,4 +256,9 @@ def train_pretrain(config: TrainPretrainConfig, resume: bool = False) -> dict[st
         callbacks=[make_metrics_logger(config.out)],
     )
     result, summary = train_and_save(trainer, processor, config.out, checkpoint, start)
-    return {**summary, "train_loss": result.training_loss, "rows": len(rows), "copy_warmup_accuracy": warmup}
+    return {
+        **summary,
+        "train_loss": result.training_loss,
+        "rows": len(rows),
+        "copy_warmup_accuracy": warmup,
+    }

@@ -20,6 +20,30 @@ from deepmmsearch.records import Message
 from deepmmsearch.train.config import TrainSFTConfig
 
 IGNORE_INDEX = -100  # the label PyTorch's cross-entropy skips
+DESCRIBE = "Describe the picture."  # the question of a caption row
+
+
+def caption_conversations(path: str, limit: int | None = None) -> list[dict]:
+    """The rows of a captions file (JSON Lines of ``image``, ``caption``; images relative to the file) as SFT rows:
+    the picture and "Describe the picture.", answered by the caption."""
+    from deepmmsearch.records import read_jsonl
+
+    folder = Path(path).parent
+    rows = [
+        {
+            "id": f"caption-{index}",
+            "image_path": str(folder / record["image"]),
+            "messages": [
+                {"role": "user", "content": DESCRIBE, "image": True},
+                {"role": "assistant", "content": record["caption"]},
+            ],
+        }
+        for index, record in enumerate(read_jsonl(path))
+        if record.get("image") and record.get("caption")
+    ][:limit]
+    if not rows:
+        raise InputError(f"{path}: no rows with an image and a caption")
+    return rows
 
 
 def row_messages(row: dict, image_path: str) -> list[Message]:
@@ -80,9 +104,12 @@ class ConversationCollator:
         return encode_example(self.processor, messages, load_image(image_path))
 
     def __call__(self, rows: list[dict]) -> dict[str, Any]:
+        return self.pad([self.encode(row, augment=True) for row in rows])
+
+    def pad(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        """Encoded examples right-padded into one batch, their images concatenated."""
         import torch
 
-        examples = [self.encode(row, augment=True) for row in rows]
         width = max(e["input_ids"].shape[1] for e in examples)
 
         def padded(key: str, value: int) -> Any:
@@ -146,6 +173,12 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
     if not config.data:
         raise ConfigError("no training data: set data: in the config or pass --data DIR")
     rows, data_dir = load_sft_rows(config.data, config.limit)
+    if config.captions and config.caption_rows:
+        from datasets import Dataset, concatenate_datasets
+
+        pictures = caption_conversations(config.captions, config.caption_rows)
+        extra = {name: None for name in rows.column_names if name not in pictures[0]}
+        rows = concatenate_datasets([rows, Dataset.from_list([{**extra, **r} for r in pictures]).cast(rows.features)])
 
     # --- model: vision tower frozen, LoRA or the whole language model trainable
     model, processor = trainable_model(config.model, dtype, config.lora, config.train_vision)

@@ -5,10 +5,12 @@ Layout of the folder::
     world.json                  seed, sizes, and every entity with its look and facts
     images/entities/ID.png      the canonical picture of each entity (what reverse image search indexes)
     images/questions/ID.png     the picture each question shows (a variant, or a scene of several entities)
+    images/captions/N.png       pictures of random looks, captioned in captions.jsonl (to pre-train seeing on)
     sources/pages.jsonl         the world's web pages (entity pages and distractors), `kb build` input
     sources/images.jsonl        the image collection, `kb build` input
     kb/                         the knowledge base built from sources/, served by the local search engine
     questions/{train,dev,test}.jsonl
+    captions.jsonl              image, caption: "a red star with stripes on cream, a blue mark top left."
 
 The same seed gives the same files, byte for byte.
 """
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepmmsearch.world.draw import draw_entity
+from deepmmsearch.world.draw import captioned_pictures, draw_entity
 from deepmmsearch.world.generate import KINDS, Entity, image_description, make_entities, page_text
 from deepmmsearch.world.questions import WorldQuestion, questions_for
 
@@ -34,6 +36,7 @@ class WorldConfig:
     unseen_share: float = 0.15  # of pictured entities held out of train and dev, asked about only in test
     dev_share: float = 0.1
     test_share: float = 0.1
+    captions: int = 3000  # captioned pictures of random looks, none of them an entity's
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
@@ -93,12 +96,26 @@ def build_world(
     for name, records in splits.items():
         _write_jsonl(out / "questions" / f"{name}.jsonl", records)
 
+    # Their own random stream: the number of captions leaves the rest of the world as it is.
+    captions = []
+    for index, (picture, caption) in enumerate(
+        captioned_pictures(config.captions, random.Random(f"{config.seed}-captions"))
+    ):
+        if progress:
+            progress("captions", index + 1, config.captions)
+        path = out / "images" / "captions" / f"{index:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        picture.save(path)
+        captions.append({"image": f"images/captions/{index:05d}.png", "caption": caption})
+    _write_jsonl(out / "captions.jsonl", captions)
+
     summary = {
         "seed": config.seed,
         "entities": len(entities),
         "pictured": len(pictured),
         "pages": len(pages),
         "images": len(images),
+        "captions": len(captions),
         "questions": {name: len(records) for name, records in splits.items()},
         "skills": dict(Counter(r["skill"] for records in splits.values() for r in records)),
         "test_splits": dict(Counter(r["split"] for r in splits["test"])),

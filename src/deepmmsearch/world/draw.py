@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
@@ -149,3 +150,30 @@ def draw_scene(tiles: list[Image.Image], rng: random.Random, tile: int = 96, gap
         y = gap + rng.randint(0, 16)
         scene.paste(picture.resize((tile, tile), Image.Resampling.BILINEAR), (gap + i * (tile + gap), y))
     return scene
+
+
+def random_look(rng: random.Random) -> Look:
+    """Any look, not one of the world's entities: pictures to learn seeing from."""
+    colour = rng.choice(list(COLOURS))
+    accent = rng.choice([c for c in COLOURS if c != colour])
+    return Look(
+        rng.choice(SHAPES), colour, rng.choice(list(BACKGROUNDS)), rng.choice(PATTERNS), accent, rng.randrange(4)
+    )
+
+
+def describe(look: Look) -> str:
+    """A caption of a picture drawn from ``look``, as "key: value." pairs: "colour: red. shape: star."."""
+    return f"colour: {look.colour}. shape: {look.shape}. background: {look.background}."
+
+
+def captioned_pictures(count: int, rng: random.Random) -> Iterator[tuple[Image.Image, str]]:
+    """``count`` pictures with their captions, two single drawings to one scene of 2-4 ("objects: 3. colour: ..."):
+    what a released model has seen before it is taught to answer about pictures (colour, shape, how many)."""
+    for index in range(count):
+        if index % 3 < 2:
+            look = random_look(rng)
+            yield draw_entity(look, rng), describe(look)
+            continue
+        looks = [random_look(rng) for _ in range(rng.randint(2, 4))]
+        items = " ".join(f"colour: {look.colour}. shape: {look.shape}." for look in looks)
+        yield draw_scene([draw_entity(look, rng) for look in looks], rng), f"objects: {len(looks)}. {items}"
