@@ -41,7 +41,7 @@ class DemoConfig:
     caption_rows: int = field(default=600, metadata={"help": "of them, mixed into SFT"})
     sft_epochs: float = field(default=6.0, metadata={"help": "SFT passes over the data"})
     sft_learning_rate: float = field(default=1e-2, metadata={"help": "a tiny model from scratch wants a high rate"})
-    grpo_steps: int = field(default=40, metadata={"help": "GRPO optimizer steps"})
+    grpo_steps: int = field(default=30, metadata={"help": "GRPO optimizer steps: three passes over its questions"})
     grpo_questions: int = field(default=20, metadata={"help": "search questions GRPO rolls out on, each many times"})
     grpo_learning_rate: float = field(default=2e-4, metadata={"help": "GRPO learning rate for the tiny model"})
     test_questions: int = field(default=240, metadata={"help": "test questions each system answers"})
