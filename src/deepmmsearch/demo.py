@@ -39,6 +39,7 @@ class DemoConfig:
     copy_steps: int = field(default=700, metadata={"help": "copy warm-up steps of pre-training"})
     captions: int = field(default=3000, metadata={"help": "captioned pictures pre-training learns to see on"})
     caption_rows: int = field(default=400, metadata={"help": "of them, mixed into SFT"})
+    caption_batch_size: int = field(default=16, metadata={"help": "pictures per copy warm-up step"})
     sft_epochs: float = field(default=6.0, metadata={"help": "SFT passes over the data"})
     sft_learning_rate: float = field(default=1e-2, metadata={"help": "a tiny model from scratch wants a high rate"})
     grpo_steps: int = field(default=20, metadata={"help": "GRPO optimizer steps: two passes over its questions"})
@@ -55,6 +56,7 @@ class DemoConfig:
             data_size=96,
             captions=300,
             caption_rows=48,
+            caption_batch_size=4,
             pretrain_sequences=100,
             copy_steps=300,
             sft_epochs=2.0,
@@ -186,6 +188,7 @@ def _pretrain(out: Path, config: DemoConfig) -> None:
             copy_rows=2 * config.pretrain_sequences,
             copy_steps=config.copy_steps,
             captions=str(out / "world" / "captions.jsonl"),
+            caption_batch_size=config.caption_batch_size,
             device="cpu",
             dtype="float32",
             seed=config.seed,
