@@ -33,6 +33,7 @@ from typing import Any
 
 from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.train.config import LoraSettings, TrainPretrainConfig
+from deepmmsearch.train.sft import caption_conversations
 
 # (sequence length, batch size) of the two warm-up phases: short sequences make the copy form fast, long ones
 # carry it to the positions of a conversation.
@@ -168,10 +169,10 @@ class CaptionBatches:
     """Batches of ``config.captions`` (:func:`~deepmmsearch.train.sft.caption_conversations`) in shuffled passes:
     what a released VLM learned from image-text pairs."""
 
-    def __init__(self, processor: Any, config: TrainPretrainConfig) -> None:
-        from deepmmsearch.train.sft import ConversationCollator, caption_conversations
+    def __init__(self, processor: Any, rows: list[dict], config: TrainPretrainConfig) -> None:
+        from deepmmsearch.train.sft import ConversationCollator
 
-        self.rows = caption_conversations(config.captions)
+        self.rows = rows
         self.collate = ConversationCollator(processor, Path(config.captions).parent)
         self.size = config.caption_batch_size
         self.rng = random.Random(config.seed)
@@ -232,12 +233,14 @@ def train_pretrain(config: TrainPretrainConfig, resume: bool = False) -> dict[st
     rows = [{"prompt": "", "completion": text} for text in texts]
     rows += reading_drills(pages, read_kb_images(config.kb), config.drills, config.seed)
     rows += copy_rows(pages, config.copy_rows, config.seed)
+    captions = caption_conversations(config.captions) if config.captions else []  # a bad file fails here, early
     model, processor = trainable_model(config.model, dtype, LoraSettings(enabled=False))
     if not use_cpu:
         model.to(f"cuda:{os.environ.get('LOCAL_RANK', 0)}")
     # A checkpoint holds the warmed-up weights already. Progress goes to stderr: stdout is the summary's (--json).
+    warmup: list[float] = []
     if not checkpoint:
-        pictures = CaptionBatches(processor, config) if config.captions else None
+        pictures = CaptionBatches(processor, captions, config) if captions else None
         if pictures is not None:  # a model built from scratch has a random vision tower: it learns here
             for parameter in model.model.visual.parameters():
                 parameter.requires_grad = True
@@ -246,8 +249,6 @@ def train_pretrain(config: TrainPretrainConfig, resume: bool = False) -> dict[st
         # training refuses.
         for parameter in model.model.visual.parameters():
             parameter.requires_grad = False
-    else:
-        warmup = []
     trainer = SFTTrainer(
         model=model,
         args=pretrain_args(config, use_cpu, bf16, world_size()),
@@ -256,9 +257,4 @@ def train_pretrain(config: TrainPretrainConfig, resume: bool = False) -> dict[st
         callbacks=[make_metrics_logger(config.out)],
     )
     result, summary = train_and_save(trainer, processor, config.out, checkpoint, start)
-    return {
-        **summary,
-        "train_loss": result.training_loss,
-        "rows": len(rows),
-        "copy_warmup_accuracy": warmup,
-    }
+    return {**summary, "train_loss": result.training_loss, "rows": len(rows), "copy_warmup_accuracy": warmup}

@@ -10,7 +10,7 @@ Layout of the folder::
     sources/images.jsonl        the image collection, `kb build` input
     kb/                         the knowledge base built from sources/, served by the local search engine
     questions/{train,dev,test}.jsonl
-    captions.jsonl              image, caption: "a red star with stripes on cream, a blue mark top left."
+    captions.jsonl              image, caption: "colour: red. shape: star. background: cream."
 
 The same seed gives the same files, byte for byte.
 """
