@@ -35,12 +35,14 @@ class DemoConfig:
     entities: int = field(default=300, metadata={"help": "pictured entities of the world"})
     teacher_questions: int = field(default=900, metadata={"help": "train questions the teacher plays"})
     data_size: int = field(default=600, metadata={"help": "SFT conversations kept"})
-    pretrain_sequences: int = field(default=1000, metadata={"help": "page groups; 3x as many drills, 2x copy rows"})
+    model_size: str = field(default="mini", metadata={"help": "model shape (dmms model init --size)"})
+    pretrain_sequences: int = field(default=600, metadata={"help": "page groups; 3x as many drills, 2x copy rows"})
+    pretrain_learning_rate: float = field(default=1.5e-3, metadata={"help": "of both phases (3e-3 undid mini's copy)"})
     copy_steps: int = field(default=700, metadata={"help": "copy warm-up steps of pre-training"})
     captions: int = field(default=3000, metadata={"help": "captioned pictures pre-training learns to see on"})
     caption_rows: int = field(default=400, metadata={"help": "of them, mixed into SFT"})
     caption_batch_size: int = field(default=16, metadata={"help": "pictures per copy warm-up step"})
-    sft_epochs: float = field(default=6.0, metadata={"help": "SFT passes over the data"})
+    sft_epochs: float = field(default=4.5, metadata={"help": "SFT passes over the data"})
     sft_learning_rate: float = field(default=1e-2, metadata={"help": "a tiny model from scratch wants a high rate"})
     grpo_steps: int = field(default=20, metadata={"help": "GRPO optimizer steps: two passes over its questions"})
     grpo_questions: int = field(default=20, metadata={"help": "search questions GRPO rolls out on, each many times"})
@@ -52,6 +54,8 @@ class DemoConfig:
         return cls(
             seed=seed,
             entities=36,
+            model_size="tiny",
+            pretrain_learning_rate=3e-3,
             teacher_questions=160,
             data_size=96,
             captions=300,
@@ -170,7 +174,7 @@ def _init_model(world: Path, out: Path, config: DemoConfig) -> None:
     # teacher's conversations (prompts, tool results, replies).
     corpus = [page["text"] for page in read_jsonl(world / "sources" / "pages.jsonl")]
     corpus += [m["text"] for t in read_jsonl(out.parent / "data" / "kept.jsonl") for m in t["messages"]]
-    init_model(out, vocab="small", size="tiny", corpus=corpus, seed=config.seed)
+    init_model(out, vocab="small", size=config.model_size, corpus=corpus, seed=config.seed)
 
 
 def _pretrain(out: Path, config: DemoConfig) -> None:
@@ -187,6 +191,8 @@ def _pretrain(out: Path, config: DemoConfig) -> None:
             drills=3 * config.pretrain_sequences,
             copy_rows=2 * config.pretrain_sequences,
             copy_steps=config.copy_steps,
+            copy_learning_rate=config.pretrain_learning_rate,
+            learning_rate=config.pretrain_learning_rate,
             captions=str(out / "world" / "captions.jsonl"),
             caption_batch_size=config.caption_batch_size,
             device="cpu",

@@ -20,7 +20,9 @@ def init(
     vocab: Annotated[
         str, typer.Option(help="qwen (the released Qwen2.5 vocabulary) or small (trained BPE).")
     ] = "small",
-    size: Annotated[str, typer.Option(help="tiny, small, 3b or 7b (the released Qwen2.5-VL shapes).")] = "tiny",
+    size: Annotated[
+        str, typer.Option(help="tiny, mini (the demo's), small, 3b or 7b (the released Qwen2.5-VL shapes).")
+    ] = "tiny",
     corpus: Annotated[
         Path | None, typer.Option(help="Text or JSONL file to train the small vocabulary on (default: built in).")
     ] = None,
