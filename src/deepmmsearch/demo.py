@@ -35,27 +35,23 @@ class DemoConfig:
     entities: int = field(default=300, metadata={"help": "pictured entities of the world"})
     teacher_questions: int = field(default=900, metadata={"help": "train questions the teacher plays"})
     data_size: int = field(default=600, metadata={"help": "SFT conversations kept"})
-    model_size: str = field(default="mini", metadata={"help": "model shape (dmms model init --size)"})
-    pretrain_sequences: int = field(default=900, metadata={"help": "page groups; 3x as many drills, 2x copy rows"})
-    pretrain_learning_rate: float = field(default=1.5e-3, metadata={"help": "of both phases (3e-3 undid mini's copy)"})
+    pretrain_sequences: int = field(default=1000, metadata={"help": "page groups; 3x as many drills, 2x copy rows"})
     copy_steps: int = field(default=700, metadata={"help": "copy warm-up steps of pre-training"})
     captions: int = field(default=3000, metadata={"help": "captioned pictures pre-training learns to see on"})
     caption_rows: int = field(default=400, metadata={"help": "of them, mixed into SFT"})
-    caption_batch_size: int = field(default=12, metadata={"help": "pictures per copy warm-up step"})
+    caption_batch_size: int = field(default=16, metadata={"help": "pictures per copy warm-up step"})
     sft_epochs: float = field(default=6.0, metadata={"help": "SFT passes over the data"})
     sft_learning_rate: float = field(default=1e-2, metadata={"help": "a tiny model from scratch wants a high rate"})
-    grpo_steps: int = field(default=10, metadata={"help": "GRPO optimizer steps: two passes over its questions"})
-    grpo_questions: int = field(default=10, metadata={"help": "search questions GRPO rolls out on, each many times"})
+    grpo_steps: int = field(default=20, metadata={"help": "GRPO optimizer steps: two passes over its questions"})
+    grpo_questions: int = field(default=20, metadata={"help": "search questions GRPO rolls out on, each many times"})
     grpo_learning_rate: float = field(default=2e-4, metadata={"help": "GRPO learning rate for the tiny model"})
-    test_questions: int = field(default=160, metadata={"help": "test questions each system answers"})
+    test_questions: int = field(default=240, metadata={"help": "test questions each system answers"})
 
     @classmethod
     def quick(cls, seed: int = 0) -> DemoConfig:
         return cls(
             seed=seed,
             entities=36,
-            model_size="tiny",
-            pretrain_learning_rate=3e-3,
             teacher_questions=160,
             data_size=96,
             captions=300,
@@ -174,7 +170,7 @@ def _init_model(world: Path, out: Path, config: DemoConfig) -> None:
     # teacher's conversations (prompts, tool results, replies).
     corpus = [page["text"] for page in read_jsonl(world / "sources" / "pages.jsonl")]
     corpus += [m["text"] for t in read_jsonl(out.parent / "data" / "kept.jsonl") for m in t["messages"]]
-    init_model(out, vocab="small", size=config.model_size, corpus=corpus, seed=config.seed)
+    init_model(out, vocab="small", size="tiny", corpus=corpus, seed=config.seed)
 
 
 def _pretrain(out: Path, config: DemoConfig) -> None:
@@ -191,8 +187,6 @@ def _pretrain(out: Path, config: DemoConfig) -> None:
             drills=3 * config.pretrain_sequences,
             copy_rows=2 * config.pretrain_sequences,
             copy_steps=config.copy_steps,
-            copy_learning_rate=config.pretrain_learning_rate,
-            learning_rate=config.pretrain_learning_rate,
             captions=str(out / "world" / "captions.jsonl"),
             caption_batch_size=config.caption_batch_size,
             device="cpu",
@@ -257,7 +251,7 @@ def _grpo(out: Path, config: DemoConfig) -> None:
             learning_rate=config.grpo_learning_rate,
             warmup_steps=0,
             max_steps=config.grpo_steps,
-            # 10 steps x 2 questions over 10: each question's group of 8 is rolled out in 2 of the steps, so each five
+            # 40 steps x 2 questions over 20: each question's group of 8 is rolled out in 4 of the steps, so each ten
             # steps' mean reward is over the same questions (over all 1,261 the mix of questions drowns the trend).
             # Search questions only: the rest GRPO could only learn by heart (its vision tower is frozen).
             search_only=True,
@@ -383,7 +377,7 @@ def write_demo_report(out: Path, table: list[dict[str, Any]], timings: dict[str,
     return path
 
 
-def grpo_curve_markdown(run: Path, window: int = 5) -> list[str]:
+def grpo_curve_markdown(run: Path, window: int = 10) -> list[str]:
     """GRPO's training curve from its metrics log, as the means of each ``window`` steps."""
     from deepmmsearch.train.common import read_metrics
 

@@ -166,7 +166,7 @@ class OraclePolicy(Policy):
         )
         if _mentions(last_seen, answer) and not ambiguous:
             quoted = _lead(last_seen, MOST_RELEVANT, answer)
-            reason = quoted if quoted else rng.choice(_ANSWER).format(answer=answer)
+            reason = f"{quoted} So the answer is {answer}." if quoted else rng.choice(_ANSWER).format(answer=answer)
             return Action(ActionKind.ANSWER, answer, reason)
         final_query = plan["hop_query"] if skill == "multi_hop" else plan["query"]
         return self._refine_or_give_up(final_query, queries, rng)
