@@ -104,6 +104,16 @@ def test_sizes_include_the_released_7b_shape(qwen) -> None:
         get_size("huge")
 
 
+def test_mini_is_tiny_with_a_wider_language_model_and_a_small_rotary_base(qwen) -> None:
+    tiny, mini = build_config(get_size("tiny"), qwen), build_config(get_size("mini"), qwen)
+    assert mini.text_config.hidden_size == 2 * tiny.text_config.hidden_size == 128
+    assert mini.text_config.hidden_size // mini.text_config.num_attention_heads == 32
+    theta = [c.text_config.rope_parameters["rope_theta"] for c in (mini, tiny)]
+    assert theta == [1e4, 1e6]
+    same = {"out_hidden_size": 0}  # the vision tower's output width follows the language model's
+    assert mini.vision_config.to_dict() | same == tiny.vision_config.to_dict() | same
+
+
 def test_encode_conversation_matches_the_stock_processor(qwen, image) -> None:
     processor = ImageOnlyQwen2_5_VLProcessor(image_processor_for(28 * 28 * 4, 28 * 28 * 16), qwen, qwen.chat_template)
     messages = [
