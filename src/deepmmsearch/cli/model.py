@@ -21,7 +21,8 @@ def init(
         str, typer.Option(help="qwen (the released Qwen2.5 vocabulary) or small (trained BPE).")
     ] = "small",
     size: Annotated[
-        str, typer.Option(help="tiny (the demo's), mini (tiny, twice as wide), small, 3b or 7b (the released Qwen2.5-VL shapes).")
+        str,
+        typer.Option(help="tiny (the demo's), mini (tiny, twice as wide), small, 3b, 7b (released Qwen2.5-VL shapes)."),
     ] = "tiny",
     corpus: Annotated[
         Path | None, typer.Option(help="Text or JSONL file to train the small vocabulary on (default: built in).")
