@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from deepmmsearch.engine.text_index import split_sentences
+from deepmmsearch.errors import DmmsError
 from deepmmsearch.models.build import load_model
 from deepmmsearch.protocol import MOST_RELEVANT
 from deepmmsearch.train.pretrain import read_kb_pages
@@ -54,20 +55,32 @@ def copy_accuracy(
     return right / max(total, 1)
 
 
+def _distances(text: str) -> list[int]:
+    try:
+        return [int(d) for d in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated token counts, like 30,200; got {text!r}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a model folder (dmms model init, train pretrain/sft)")
     parser.add_argument("--kb", required=True, help="knowledge base folder whose pages are quoted")
-    parser.add_argument("--distances", default="30,100,200,300,450", help="tokens between quote and copy")
+    parser.add_argument(
+        "--distances", type=_distances, default="30,100,200,300,450", help="tokens between quote and copy"
+    )
     parser.add_argument("--offset", type=int, default=600, help="tokens before the quote, in the second row")
     parser.add_argument("--trials", type=int, default=24, help="quoted sentences per figure")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-
-    model, processor = load_model(args.model, dtype="float32", device="cpu")
+    try:
+        pages = read_kb_pages(args.kb)
+        model, processor = load_model(args.model, dtype="float32", device="cpu")
+    except DmmsError as error:
+        raise SystemExit(f"error: {error}") from None
     model.eval()
-    sentences = [s for page in read_kb_pages(args.kb) for s in split_sentences(page["text"])]
-    distances = [int(d) for d in args.distances.split(",")]
+    sentences = [s for page in pages for s in split_sentences(page["text"])]
+    distances = args.distances
     print(f"copy accuracy of {args.model} ({args.trials} sentences a figure)")
     print("quote at      | " + " | ".join(f"{d:>4} back" for d in distances))
     for offset in (0, args.offset):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from deepmmsearch.errors import ConfigError
 
@@ -47,42 +47,29 @@ class ModelSize:
 # Few dozen image patches at most, so a forward pass of the tiny models stays in milliseconds on a CPU.
 _TINY_PIXELS = {"min_pixels": 28 * 28 * 4, "max_pixels": 28 * 28 * 16}
 
+_TINY = ModelSize(
+    hidden_size=64,
+    intermediate_size=128,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    mrope_section=(2, 3, 3),
+    vision_depth=2,
+    vision_hidden_size=32,
+    vision_intermediate_size=64,
+    vision_heads=2,
+    fullatt_block_indexes=(1,),
+    max_position_embeddings=8192,
+    **_TINY_PIXELS,
+)
+
 SIZES: dict[str, ModelSize] = {
-    "tiny": ModelSize(
-        hidden_size=64,
-        intermediate_size=128,
-        num_layers=2,
-        num_heads=4,
-        num_kv_heads=2,
-        mrope_section=(2, 3, 3),
-        vision_depth=2,
-        vision_hidden_size=32,
-        vision_intermediate_size=64,
-        vision_heads=2,
-        fullatt_block_indexes=(1,),
-        max_position_embeddings=8192,
-        **_TINY_PIXELS,
-    ),
+    "tiny": _TINY,
     # Tiny's vision with a language model twice as wide: after pre-training it copies a sentence from 200 tokens
     # back 96% right (tiny: 79%). Rotary base 10,000, not Qwen's 1,000,000: with 8-16 frequencies a head, the
     # large base leaves few that tell positions apart, and 600 tokens into a context tiny copied 3% (45% with
     # base 10,000). `python bench/bench_copy.py`; docs/training.md, "Reading the search results".
-    "mini": ModelSize(
-        hidden_size=128,
-        intermediate_size=256,
-        num_layers=2,
-        num_heads=4,
-        num_kv_heads=2,
-        mrope_section=(4, 6, 6),
-        vision_depth=2,
-        vision_hidden_size=32,
-        vision_intermediate_size=64,
-        vision_heads=2,
-        fullatt_block_indexes=(1,),
-        max_position_embeddings=8192,
-        rope_theta=10_000.0,
-        **_TINY_PIXELS,
-    ),
+    "mini": replace(_TINY, hidden_size=128, intermediate_size=256, mrope_section=(4, 6, 6), rope_theta=10_000.0),
     "small": ModelSize(
         hidden_size=256,
         intermediate_size=768,
