@@ -40,6 +40,7 @@ class DemoConfig:
     captions: int = field(default=3000, metadata={"help": "captioned pictures pre-training learns to see on"})
     caption_rows: int = field(default=400, metadata={"help": "of them, mixed into SFT"})
     caption_batch_size: int = field(default=16, metadata={"help": "pictures per copy warm-up step"})
+    caption_steps: int = field(default=1200, metadata={"help": "then steps on captions alone: shape needs them"})
     sft_epochs: float = field(default=6.0, metadata={"help": "SFT passes over the data"})
     sft_learning_rate: float = field(default=1e-2, metadata={"help": "a tiny model from scratch wants a high rate"})
     grpo_steps: int = field(default=20, metadata={"help": "GRPO optimizer steps: two passes over its questions"})
@@ -57,6 +58,7 @@ class DemoConfig:
             captions=300,
             caption_rows=48,
             caption_batch_size=4,
+            caption_steps=0,
             pretrain_sequences=100,
             copy_steps=300,
             sft_epochs=2.0,
@@ -189,6 +191,7 @@ def _pretrain(out: Path, config: DemoConfig) -> None:
             copy_steps=config.copy_steps,
             captions=str(out / "world" / "captions.jsonl"),
             caption_batch_size=config.caption_batch_size,
+            caption_steps=config.caption_steps,
             device="cpu",
             dtype="float32",
             seed=config.seed,
@@ -201,8 +204,8 @@ def _sft(out: Path, config: DemoConfig) -> None:
     from deepmmsearch.train.config import LoraSettings, TrainSFTConfig
     from deepmmsearch.train.sft import train_sft
 
-    # As configs/sft-tiny-cpu.yaml: a 0.2M-parameter model built from scratch is trained in full, its random vision
-    # tower included (the paper freezes a pretrained one; a random one has nothing to keep).
+    # As configs/sft-tiny-cpu.yaml: a 0.2M-parameter model built from scratch is trained in full, its vision tower
+    # frozen as the paper's: trained at SFT's rate, it lost the shapes pre-training taught it (docs/training.md).
     _in_fresh_process(
         train_sft,
         TrainSFTConfig(
@@ -212,7 +215,7 @@ def _sft(out: Path, config: DemoConfig) -> None:
             captions=str(out / "world" / "captions.jsonl"),  # keeps the model looking at pictures (docs/training.md)
             caption_rows=config.caption_rows,
             lora=LoraSettings(enabled=False),
-            train_vision=True,
+            train_vision=False,
             epochs=config.sft_epochs,
             learning_rate=config.sft_learning_rate,
             warmup_ratio=0.05,

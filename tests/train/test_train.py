@@ -140,6 +140,35 @@ def test_copy_warmup_teaches_a_model_built_from_scratch_to_copy(tiny_model):
     assert copy_warmup(model, processor.tokenizer, config)[0] > 0.8
 
 
+def test_caption_steps_alone_teach_the_captions(small_world, tiny_model):
+    import torch
+
+    from deepmmsearch.models.build import load_model
+    from deepmmsearch.train.pretrain import CaptionBatches, copy_warmup
+    from deepmmsearch.train.sft import caption_conversations
+
+    model, processor = load_model(str(tiny_model), "float32", "cpu")
+    config = TrainPretrainConfig(
+        copy_steps=0, copy_long_steps=0, caption_steps=40, captions=str(small_world / "captions.jsonl"), seed=0
+    )
+    pictures = CaptionBatches(processor, caption_conversations(config.captions), config)
+    for parameter in model.parameters():
+        parameter.requires_grad = True
+    batch = pictures()
+    with torch.no_grad():
+        before = float(model(**batch).loss)
+    vision = {k: v.clone() for k, v in model.model.visual.state_dict().items()}
+    said: list[str] = []
+    assert copy_warmup(model, processor.tokenizer, config, said.append, pictures) == []  # no copy phase ran
+    with torch.no_grad():
+        after = float(model(**batch).loss)
+    assert after < before - 1.0, (before, after)
+    assert not all(torch.equal(vision[k], v) for k, v in model.model.visual.state_dict().items())
+    assert said and said[-1].startswith("captions alone: 40 steps")
+    with pytest.raises(ValueError, match="caption_steps must not be negative"):
+        TrainPretrainConfig(caption_steps=-1)
+
+
 def test_pretraining_trains_the_language_model_only(small_world, tiny_model, tmp_path):
     import torch
 

@@ -51,6 +51,9 @@ class TrainPretrainConfig:
         default="", metadata={"help": "JSON Lines of image, caption: the copy warm-up also learns to see on them"}
     )
     caption_batch_size: int = field(default=16, metadata={"help": "captioned pictures per copy warm-up step"})
+    caption_steps: int = field(
+        default=0, metadata={"help": "then steps on captions alone (shape is learned slower than colour)"}
+    )
     sequences: int = field(default=1000, metadata={"help": "page sequences (language modelling), each a few pages"})
     pages_per_sequence: int = field(default=5, metadata={"help": "pages per sequence, one result line each"})
     drills: int = field(default=3000, metadata={"help": "reading drills: a result block, then a line of it copied"})
@@ -84,7 +87,7 @@ class TrainPretrainConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("copy_steps", "copy_long_steps", "drills", "copy_rows"):
+        for name in ("copy_steps", "copy_long_steps", "caption_steps", "drills", "copy_rows"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
 
