@@ -52,7 +52,7 @@ class TrainPretrainConfig:
     )
     caption_batch_size: int = field(default=16, metadata={"help": "captioned pictures per copy warm-up step"})
     caption_steps: int = field(
-        default=0, metadata={"help": "then steps on captions alone (shape is learned slower than colour)"}
+        default=0, metadata={"help": "with captions, then steps on them alone (shape is learned slower than colour)"}
     )
     sequences: int = field(default=1000, metadata={"help": "page sequences (language modelling), each a few pages"})
     pages_per_sequence: int = field(default=5, metadata={"help": "pages per sequence, one result line each"})

@@ -135,6 +135,11 @@ def copy_warmup(
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.copy_learning_rate)
     device = next(model.parameters()).device
+
+    def picture_loss() -> Any:
+        assert pictures is not None
+        return model(**{k: v.to(device) for k, v in pictures().items()}).loss
+
     model.train()
     accuracy = []
     for steps, (length, batch) in ((config.copy_steps, SHORT), (config.copy_long_steps, LONG)):
@@ -153,7 +158,7 @@ def copy_warmup(
             targets = labels[:, 1:]
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
             if pictures is not None:
-                loss = loss + model(**{k: v.to(device) for k, v in pictures().items()}).loss
+                loss = loss + picture_loss()
             _step(optimizer, loss, trainable)
             if step >= steps - 20:  # the last steps say how well it copies now
                 scored = targets != -100
@@ -165,7 +170,7 @@ def copy_warmup(
     if pictures is not None and config.caption_steps:
         losses = []
         for _ in range(config.caption_steps):
-            loss = model(**{k: v.to(device) for k, v in pictures().items()}).loss
+            loss = picture_loss()
             _step(optimizer, loss, trainable)
             losses.append(float(loss))
         say(f"captions alone: {config.caption_steps} steps, loss {sum(losses[-20:]) / len(losses[-20:]):.3f}")
