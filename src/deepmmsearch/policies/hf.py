@@ -10,6 +10,7 @@ of them together over left-padded caches.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -191,6 +192,10 @@ class HFPolicy(Policy):
         self._generator = torch.Generator(device=self.device)
         self._generator.manual_seed(self.config.seed if self.config.seed is not None else torch.seed())
         self.stats = {"prompt_tokens": 0, "prefilled_tokens": 0, "generated_tokens": 0}
+        # transformers renamed ``past_key_values`` to ``cache`` (5.2x); the old name still works but warns. A PEFT
+        # model's forward takes **kwargs: its base model's says which name.
+        forward = getattr(self.model, "get_base_model", lambda: self.model)().forward
+        self._cache_kwarg = "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
 
     async def generate(self, conversations: Sequence[Conversation]) -> list[Generation]:
         import torch
@@ -256,13 +261,13 @@ class HFPolicy(Policy):
         output = self.model(
             input_ids=enc["input_ids"][:, reuse:].to(self.device),
             position_ids=positions[:, :, reuse:].to(self.device),
-            past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
+            **{self._cache_kwarg: cache},
             **kwargs,
         )
         prepared.first_logits = output.logits[0, -1].float()
-        prepared.kv = [(layer.keys, layer.values) for layer in output.past_key_values.layers]
+        prepared.kv = [(layer.keys, layer.values) for layer in getattr(output, self._cache_kwarg).layers]
         prepared.next_position = int(positions[:, 0, -1].max()) + 1
         self.stats["prompt_tokens"] += len(ids)
         self.stats["prefilled_tokens"] += len(ids) - reuse
@@ -347,8 +352,8 @@ class HFPolicy(Policy):
                 input_ids=feed,
                 position_ids=positions.view(1, -1, 1).expand(3, -1, -1),
                 attention_mask=attention,
-                past_key_values=cache,
                 use_cache=True,
+                **{self._cache_kwarg: cache},
             )
             positions = positions + 1
             logits = output.logits[:, -1].float()
