@@ -47,6 +47,7 @@ class DemoConfig:
     grpo_questions: int = field(default=20, metadata={"help": "search questions GRPO rolls out on, each many times"})
     grpo_learning_rate: float = field(default=2e-4, metadata={"help": "GRPO learning rate for the tiny model"})
     test_questions: int = field(default=240, metadata={"help": "test questions each system answers"})
+    eval_workers: int = field(default=2, metadata={"help": "systems evaluated at once, each in a process of its own"})
 
     @classmethod
     def quick(cls, seed: int = 0) -> DemoConfig:
@@ -118,13 +119,9 @@ def run_demo(out: str | Path, config: DemoConfig, say: Callable[[str], None] = p
         System("Agent, SFT", sft, "agent", "the agent after SFT"),
         System("Agent, SFT + RL", rl, "agent", "the agent after SFT then GRPO"),
     ]
-    for index, system in enumerate(systems):
-        folder = out / "eval" / f"{index}-{system.mode}"
-        stage(
-            f"eval/{index}-{system.mode}",
-            lambda f=folder: (f / "report.json").is_file(),
-            lambda s=system, f=folder: _in_fresh_process(_evaluate, world, s, f, config),
-        )
+    folders = [out / "eval" / f"{index}-{system.mode}" for index, system in enumerate(systems)]
+    todo = [(s, f) for s, f in zip(systems, folders, strict=True) if not (f / "report.json").is_file()]
+    stage("eval", lambda: not todo, lambda: _evaluate_all(world, todo, config))
     table = results_table(out, systems)
     write_demo_report(out, table, timings)
     return {"table": table, "timings": timings}
@@ -134,9 +131,15 @@ def run_demo(out: str | Path, config: DemoConfig, say: Callable[[str], None] = p
 
 
 def _build_world(world: Path, config: DemoConfig) -> None:
+    from deepmmsearch.progress import progress_bars
     from deepmmsearch.world.build import WorldConfig, build_world, index_world
 
-    build_world(world, WorldConfig(seed=config.seed, entities=config.entities, captions=config.captions))
+    with progress_bars() as bars:
+        build_world(
+            world,
+            WorldConfig(seed=config.seed, entities=config.entities, captions=config.captions),
+            lambda part, done, total: bars.update(f"world: {part}", completed=done, total=total),
+        )
     index_world(world)
 
 
@@ -152,17 +155,21 @@ def _build_data(world: Path, data: Path, config: DemoConfig) -> None:
     import asyncio
 
     from deepmmsearch.data.build import DataBuildConfig, build_data
+    from deepmmsearch.progress import progress_bars
 
     questions = read_questions(world / "questions" / "train.jsonl")[: config.teacher_questions]
-    asyncio.run(
-        build_data(
-            questions,
-            "oracle",
-            data,
-            DataBuildConfig(size=config.data_size, seed=config.seed, first_turn_rows=True),
-            _run_config(world),
+    with progress_bars() as bars:
+        asyncio.run(
+            build_data(
+                questions,
+                "oracle",
+                data,
+                DataBuildConfig(size=config.data_size, seed=config.seed, first_turn_rows=True),
+                _run_config(world),
+                lambda total, done: bars.update("data: teacher episodes", completed=done, total=total),
+                lambda _: bars.update("data: teacher episodes", advance=1),
+            )
         )
-    )
 
 
 def _init_model(world: Path, out: Path, config: DemoConfig) -> None:
@@ -282,15 +289,69 @@ def _in_fresh_process(function: Callable[..., Any], *args: Any) -> None:
         raise DmmsError(f"{function.__name__} failed (exit code {process.exitcode}); its error is printed above")
 
 
-def _evaluate(world: Path, system: System, folder: Path, config: DemoConfig) -> None:
+def _evaluate_all(world: Path, jobs: list[tuple[System, Path]], config: DemoConfig) -> None:
+    """Evaluate each (system, folder), ``config.eval_workers`` at a time, each in a fresh process (as
+    :func:`_in_fresh_process`), under one display of bars that the processes feed through a queue: two displays
+    drawn by two processes at once would garble the terminal."""
+    import contextlib
+    import multiprocessing
+    import os
+    import queue
+
+    from deepmmsearch.progress import progress_bars
+
+    context = multiprocessing.get_context("spawn")
+    events = context.Queue()
+    threads = max(1, (os.cpu_count() or 1) // config.eval_workers)  # the cores shared out, not oversubscribed
+    waiting, running = list(jobs), {}
+    with progress_bars() as bars:
+        try:
+            while waiting or running:
+                while waiting and len(running) < config.eval_workers:
+                    system, folder = waiting.pop(0)
+                    args = (world, system, folder, config, events, threads)
+                    running[system.name] = context.Process(target=_evaluate, args=args)
+                    running[system.name].start()
+                with contextlib.suppress(queue.Empty):
+                    name, fields = events.get(timeout=0.5)
+                    bars.update(f"eval: {name}", **fields)
+                for name, process in list(running.items()):
+                    if process.exitcode is None:
+                        continue
+                    del running[name]
+                    if process.exitcode != 0:
+                        raise DmmsError(f"evaluating {name} failed (exit code {process.exitcode}); see above")
+            with contextlib.suppress(queue.Empty):  # the last updates of processes that have ended
+                while True:
+                    name, fields = events.get_nowait()
+                    bars.update(f"eval: {name}", **fields)
+        finally:
+            for process in running.values():
+                process.terminate()
+
+
+def _evaluate(world: Path, system: System, folder: Path, config: DemoConfig, events: Any, threads: int) -> None:
     import asyncio
+
+    import torch
 
     from deepmmsearch.eval.harness import EvalConfig, evaluate
 
+    torch.set_num_threads(threads)
     run_config = _run_config(world)
     run_config.sampling.max_new_tokens = 96
     questions = read_questions(world / "questions" / "test.jsonl")[: config.test_questions]
-    asyncio.run(evaluate(questions, system.model, folder, EvalConfig(mode=system.mode, plots=False), run_config))
+    asyncio.run(
+        evaluate(
+            questions,
+            system.model,
+            folder,
+            EvalConfig(mode=system.mode, plots=False),
+            run_config,
+            on_done=lambda _: events.put((system.name, {"advance": 1})),
+            on_start=lambda total, done: events.put((system.name, {"completed": done, "total": total})),
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------------- results

@@ -150,3 +150,21 @@ def test_tokens_the_guide_chose_get_no_weight(sft_data, processor):
     trained = [t for t, m in zip(tokens.completion_ids, tokens.env_mask, strict=True) if m]
     expected = first.token_ids[1:-1] + [t for reply in replies[1:] for t in reply.token_ids]
     assert trained == expected
+
+
+def test_sft_keeps_encodings_only_when_they_cannot_change(sft_data, processor):
+    from deepmmsearch.train.sft import ConversationCollator, load_sft_rows
+
+    rows, data_dir = load_sft_rows(str(sft_data), limit=6)
+    collator = ConversationCollator(processor, data_dir)
+    lengths = collator.lengths(rows)
+    assert lengths == [collator.encode(row)["input_ids"].shape[1] for row in rows] and len(collator.kept) == 6
+    fresh = ConversationCollator(processor, data_dir)
+    kept, encoded = collator([rows[0], rows[3]]), fresh([rows[0], rows[3]])
+    assert kept.keys() == encoded.keys() and all(bool((kept[k] == encoded[k]).all()) for k in kept)
+    # Swapped names make every epoch's encoding new; and what does not fit the budget is not kept at all.
+    swapping = ConversationCollator(processor, data_dir, swap_share=0.5, name_pool=["Romi"])
+    swapping.lengths(rows)
+    small = ConversationCollator(processor, data_dir)
+    small.lengths(rows, keep_bytes=1000)
+    assert not swapping.kept and not small.kept

@@ -97,16 +97,13 @@ AllowPrivateOpt = Annotated[
 @contextlib.contextmanager
 def progress_callbacks(description: str) -> Iterator[tuple[Callable[[int, int], None], Callable[[Any], None]]]:
     """A progress bar on stderr, driven by ``on_start(total, already_done)`` and ``on_done(item)`` callbacks."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from deepmmsearch.progress import progress_bars
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=stderr_console(), transient=True) as progress:
-        task = progress.add_task(description, total=None)
-
-        def on_start(total: int, done: int) -> None:
-            progress.update(task, total=total, completed=done)
-
-        yield on_start, lambda _: progress.advance(task)
+    with progress_bars(transient=True) as bars:
+        yield (
+            lambda total, done: bars.update(description, completed=done, total=total),
+            lambda _: bars.update(description, advance=1),
+        )
 
 
 def tool_overrides(

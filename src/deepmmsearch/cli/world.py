@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from deepmmsearch.cli.app import JsonOpt, app, stderr_console, user_errors
+from deepmmsearch.cli.app import JsonOpt, app, user_errors
 
 world_app = typer.Typer(help="The offline world: entities, pages, pictures and questions.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
@@ -25,9 +25,8 @@ def build(
     as_json: JsonOpt = False,
 ) -> None:
     """Write a deterministic offline world: questions/{train,dev,test}.jsonl, images/, sources/ and kb/."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from deepmmsearch.errors import InputError
+    from deepmmsearch.progress import progress_bars
     from deepmmsearch.world.build import WorldConfig, build_world, index_world
 
     if entities < 12:
@@ -36,16 +35,12 @@ def build(
         raise InputError("--captions must not be negative")
     if out.exists() and any(out.iterdir()) and not (out / "world.json").is_file():
         raise InputError(f"{out}: exists and is not a world folder; choose an empty or new folder")
-    columns = (TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=stderr_console(), transient=False) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done)
-
-        summary = build_world(out, WorldConfig(seed=seed, entities=entities, captions=captions), progress)
+    with progress_bars() as bars:
+        summary = build_world(
+            out,
+            WorldConfig(seed=seed, entities=entities, captions=captions),
+            lambda stage, done, total: bars.update(stage, completed=done, total=total),
+        )
     if index:
         index_world(out)
     if as_json:

@@ -216,18 +216,13 @@ def _write_jsonl(path: Path, records: Iterable[dict]) -> None:
 @contextlib.contextmanager
 def _progress(show: bool) -> Iterator[Callable[[str, int], Callable[[int], Any]]]:
     """Yields ``step(description, total)``, which starts a bar and returns its ``advance(n)``."""
-    if not show:
-        yield lambda description, total: lambda n: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from deepmmsearch.progress import progress_bars
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True)) as bars:
+    with progress_bars(show) as bars:
 
         def step(description: str, total: int) -> Callable[[int], Any]:
-            task = bars.add_task(description, total=total)
-            return lambda n: bars.advance(task, n)
+            bars.update(description, completed=0, total=total)
+            return lambda n: bars.update(description, advance=n)
 
         yield step
 

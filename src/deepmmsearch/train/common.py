@@ -118,16 +118,20 @@ def save_final(trainer: Any, processor: Any, out: str | Path) -> Path:
 
 
 def train_and_save(
-    trainer: Any, processor: Any, out: str | Path, checkpoint: str | None, start: float
+    trainer: Any, processor: Any, out: str | Path, checkpoint: str | None, start: float, description: str = "training"
 ) -> tuple[Any, dict]:
-    """Train (continuing from ``checkpoint``), save ``out/final``; return TRL's result and the summary every run
-    reports: final model folder, steps, checkpoint resumed from, processes, wall time since ``start``."""
+    """Train (continuing from ``checkpoint``) under a progress bar, save ``out/final``; return TRL's result and the
+    summary every run reports: final model folder, steps, checkpoint resumed from, processes, wall time."""
     import time
 
     from transformers import PrinterCallback
 
+    from deepmmsearch.progress import progress_bars
+
     trainer.remove_callback(PrinterCallback)  # logs go to the metrics file; stdout stays for the summary (--json)
-    result = trainer.train(resume_from_checkpoint=checkpoint)
+    with progress_bars(show=trainer.is_world_process_zero()) as bars:
+        trainer.add_callback(_progress_callback(bars, description))
+        result = trainer.train(resume_from_checkpoint=checkpoint)
     final = save_final(trainer, processor, out)
     return result, {
         "final": str(final),
@@ -136,6 +140,26 @@ def train_and_save(
         "processes": trainer.accelerator.num_processes,
         "wall_s": round(time.perf_counter() - start, 1),
     }
+
+
+def _progress_callback(bars: Any, description: str) -> Any:
+    """Optimizer steps on a bar, with the last logged loss (and reward) beside it. Ours, not transformers' tqdm
+    bar, which prints every log to stdout, nor TRL's rich one, which draws a panel on stdout."""
+    from transformers import TrainerCallback
+
+    class StepProgress(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            bars.update(description, completed=state.global_step, total=state.max_steps)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            bars.update(description, completed=state.global_step)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+            shown = [f"{key} {logs[key]:.3g}" for key in ("loss", "reward") if isinstance((logs or {}).get(key), float)]
+            if shown:
+                bars.update(description, note=" · ".join(shown))
+
+    return StepProgress()
 
 
 def make_metrics_logger(out: str | Path, extra: Callable[[], dict[str, float]] | None = None) -> Any:

@@ -10,6 +10,7 @@ prompt ids are checked to be that same prompt.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 from deepmmsearch.errors import ConfigError
@@ -111,7 +112,10 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
     )
 
     # --- train, continuing from the last checkpoint when resuming
-    _, summary = train_and_save(trainer, processor, config.out, checkpoint, start)
+    with warnings.catch_warnings():
+        # TRL 1.16 reads the deprecated ``is_gradient_checkpointing`` on every rollout: not ours to fix.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        _, summary = train_and_save(trainer, processor, config.out, checkpoint, start, "GRPO")
     rewards = [r["reward"] for r in read_metrics(config.out) if "reward" in r]
     return {
         **summary,

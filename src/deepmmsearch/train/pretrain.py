@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmmsearch.errors import ConfigError, InputError
+from deepmmsearch.progress import Bars, progress_bars
 from deepmmsearch.train.config import LoraSettings, TrainPretrainConfig
 from deepmmsearch.train.sft import caption_conversations
 
@@ -117,10 +118,12 @@ def copy_warmup(
     config: TrainPretrainConfig,
     say: Callable[[str], None] = lambda _: None,
     pictures: Callable[[], dict[str, Any]] | None = None,
+    bars: Bars | None = None,
 ) -> list[float]:
     """Train ``model`` in place to copy: each sequence repeats a stretch of random tokens, with loss on the repeat
     (after its first token, which nothing predicts). Returns the share of repeat tokens predicted right at the end
-    of each phase. A hand-written loop: the batches are made of token ids on the fly, which no trainer wants.
+    of each phase, and shows each phase's steps on ``bars``. A hand-written loop: the batches are made of token ids
+    on the fly, which no trainer wants.
 
     With ``pictures`` (a function returning a batch of captioned pictures, :class:`CaptionBatches`), each step also
     trains on one such batch, vision tower included: a tiny model built from scratch learns to look at the picture
@@ -140,10 +143,12 @@ def copy_warmup(
         assert pictures is not None
         return model(**{k: v.to(device) for k, v in pictures().items()}).loss
 
+    bars = bars or Bars()
     model.train()
     accuracy = []
     for steps, (length, batch) in ((config.copy_steps, SHORT), (config.copy_long_steps, LONG)):
         correct = total = 0
+        phase = f"pre-training: copy, {length} tokens"
         for step in range(steps):
             ids = allowed[torch.randint(len(allowed), (batch, length), generator=generator)]
             labels = torch.full_like(ids, -100)
@@ -160,6 +165,7 @@ def copy_warmup(
             if pictures is not None:
                 loss = loss + picture_loss()
             _step(optimizer, loss, trainable)
+            bars.update(phase, completed=step + 1, total=steps, note=f"loss {loss.item():.3g}")
             if step >= steps - 20:  # the last steps say how well it copies now
                 scored = targets != -100
                 correct += int((logits.argmax(-1)[scored] == targets[scored]).sum())
@@ -169,10 +175,12 @@ def copy_warmup(
             say(f"copy warm-up, {length}-token sequences: {steps} steps, repeats {100 * accuracy[-1]:.0f}% right")
     if pictures is not None and config.caption_steps:
         losses = []
-        for _ in range(config.caption_steps):
+        for step in range(config.caption_steps):
             loss = picture_loss()
             _step(optimizer, loss, trainable)
-            losses.append(float(loss))
+            losses.append(loss.item())
+            note = f"loss {losses[-1]:.3g}"
+            bars.update("pre-training: captions", completed=step + 1, total=config.caption_steps, note=note)
         say(f"captions alone: {config.caption_steps} steps, loss {sum(losses[-20:]) / len(losses[-20:]):.3f}")
     return accuracy
 
@@ -266,7 +274,10 @@ def train_pretrain(config: TrainPretrainConfig, resume: bool = False) -> dict[st
         if pictures is not None:  # a model built from scratch has a random vision tower: it learns here
             for parameter in model.model.visual.parameters():
                 parameter.requires_grad = True
-        warmup = copy_warmup(model, processor.tokenizer, config, lambda m: print(m, file=sys.stderr), pictures)
+        with progress_bars() as bars:
+            warmup = copy_warmup(
+                model, processor.tokenizer, config, lambda m: print(m, file=sys.stderr), pictures, bars
+            )
         # The reading pass is text only: a vision tower left trainable would get no gradient, which distributed
         # training refuses.
         for parameter in model.model.visual.parameters():
@@ -278,5 +289,5 @@ def train_pretrain(config: TrainPretrainConfig, resume: bool = False) -> dict[st
         processing_class=processor.tokenizer,  # text only: the tokenizer, not the image processor
         callbacks=[make_metrics_logger(config.out)],
     )
-    result, summary = train_and_save(trainer, processor, config.out, checkpoint, start)
+    result, summary = train_and_save(trainer, processor, config.out, checkpoint, start, "pre-training: reading")
     return {**summary, "train_loss": result.training_loss, "rows": len(rows), "copy_warmup_accuracy": warmup}

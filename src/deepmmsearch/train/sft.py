@@ -8,8 +8,10 @@ everywhere else: the system prompt, the question and every tool result carry no 
 
 from __future__ import annotations
 
+import json
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,7 @@ class ConversationCollator:
         self.swap_share = swap_share
         self.name_pool = name_pool or []
         self.rng = random.Random(seed)
+        self.kept: dict[str, dict[str, Any]] = {}  # by row content: encodings reused epoch after epoch
 
     def encode(self, row: dict, augment: bool = False) -> dict[str, Any]:
         from deepmmsearch.images import load_image
@@ -104,7 +107,22 @@ class ConversationCollator:
         return encode_example(self.processor, messages, load_image(image_path))
 
     def __call__(self, rows: list[dict]) -> dict[str, Any]:
-        return self.pad([self.encode(row, augment=True) for row in rows])
+        return self.pad([self.kept.get(_row_key(row)) or self.encode(row, augment=True) for row in rows])
+
+    def lengths(self, rows: Iterable[dict], keep_bytes: int = 2**31) -> list[int]:
+        """Each row's length in tokens. Encoding is what this costs, so the encodings are kept for the batches of
+        every epoch when nothing varies between epochs (no name swaps) and all of them fit in ``keep_bytes``."""
+        keep, used, lengths = self.swap_share == 0, 0, []
+        for row in rows:
+            encoded = self.encode(row)
+            lengths.append(encoded["input_ids"].shape[1])
+            used += sum(t.nelement() * t.element_size() for t in encoded.values())
+            keep = keep and used <= keep_bytes
+            if keep:
+                self.kept[_row_key(row)] = encoded
+        if not keep:
+            self.kept.clear()
+        return lengths
 
     def pad(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         """Encoded examples right-padded into one batch, their images concatenated."""
@@ -128,6 +146,10 @@ class ConversationCollator:
             batch["pixel_values"] = torch.cat([e["pixel_values"] for e in with_images])
             batch["image_grid_thw"] = torch.cat([e["image_grid_thw"] for e in with_images])
         return batch
+
+
+def _row_key(row: dict) -> str:
+    return json.dumps([row["image_path"], row["messages"]], sort_keys=True)
 
 
 def load_sft_rows(data: str, limit: int | None = None) -> tuple[Any, Path]:
@@ -184,7 +206,7 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
     model, processor = trainable_model(config.model, dtype, config.lora, config.train_vision)
     pool = proper_words(m["content"] for row in rows for m in row["messages"]) if config.swap_names else []
     collator = ConversationCollator(processor, data_dir, config.swap_names, pool, config.seed)
-    lengths = [collator.encode(row)["input_ids"].shape[1] for row in rows]
+    lengths = collator.lengths(rows)
     keep = [i for i, n in enumerate(lengths) if n <= config.max_length]
     if not keep:
         raise ConfigError(f"every conversation is longer than max_length={config.max_length}")
@@ -202,7 +224,7 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
     )
 
     # --- train, continuing from the last checkpoint when resuming
-    result, summary = train_and_save(trainer, processor, config.out, checkpoint, start)
+    result, summary = train_and_save(trainer, processor, config.out, checkpoint, start, "SFT")
     return {
         **summary,
         "train_loss": result.training_loss,
