@@ -36,6 +36,18 @@ def test_oracle_through_real_tools_beats_the_rag_workflow(small_world):
     # It acts only through the protocol: every tool question used a tool, every search-free one none.
     for t in agent_runs:
         assert (t.num_tool_calls > 0) == bool(t.question.requires_search)
+    # A query "<ask> of <name>" finds its ask in its own reply, after a mark: a copy from a few tokens back.
+    checked = 0
+    for t in agent_runs:
+        plan = t.question.extra["plan"]
+        for m in t.messages:
+            if m.action and m.action.kind is ActionKind.TEXT_SEARCH and m.action.query.startswith(plan["ask"] + " of "):
+                assert f"Wanted: {plan['ask']}." in m.action.reason
+                checked += 1
+            elif m.action and plan.get("hop_query") and m.action.query.startswith(plan["hop_query"]):
+                assert f"Then: {plan['hop_ask']}." in m.action.reason
+                checked += 1
+    assert checked >= sum(t.question.requires_search for t in agent_runs)
 
 
 def test_oracle_imperfections_are_configurable(small_world):

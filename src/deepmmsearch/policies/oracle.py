@@ -34,9 +34,11 @@ class OracleConfig:
 
 
 # The first reply opens by naming what the question wants ("Wanted: weight kilograms."), right after the question
-# that ends the user turn; the query copies it from there after the same mark, not from a second reading of a
-# question far above. Later replies do not repeat it: after a copied span a small model goes on with whatever
-# followed such a span before.
+# that ends the user turn. A reply that searches for it opens by repeating it, a copy after the same mark, before it
+# quotes the best match: its query then copies both from a few tokens back ("weight kilograms of <title>"), where the
+# tiny demo model copied the ask from the first reply, past a whole tool result, 10 times in 124. The repetition
+# opens the reply and does not follow the quote: after a quoted line, the reply that answers goes on differently
+# ("So the answer is"), and a small model goes on after a copy with whatever followed such a copy before.
 _LOOK = (
     "I do not recognise what the picture shows, so I will run a reverse image search on the whole image.",
     "The picture alone does not tell me what this is; a reverse image search on the whole image should.",
@@ -125,7 +127,7 @@ class OraclePolicy(Policy):
             if m.role == "assistant" and m.action is not None
         ]
         if not done:
-            wanted = f"Wanted: {plan.get('ask', 'facts')}. "
+            wanted = f"{_wanted(plan)} "
             if skill == "multi_hop":  # the second ask too, near the question, for the hop's query to copy
                 wanted += f"Then: {plan['hop_ask']}. "
             if skill == "crop_search":
@@ -148,7 +150,8 @@ class OraclePolicy(Policy):
                 return Action(ActionKind.TEXT_SEARCH, plan["vague_query"], rng.choice(_VAGUE).format(named=named))
             if vague_first:  # a generic query that forgets the name; the refined one follows
                 return Action(ActionKind.TEXT_SEARCH, f"{plan['kind']} {what}", rng.choice(_GENERIC))
-            return Action(ActionKind.TEXT_SEARCH, plan["query"], rng.choice(_IDENTIFIED).format(named=named))
+            reason = f"{_wanted(plan)} {rng.choice(_IDENTIFIED).format(named=named)}"
+            return Action(ActionKind.TEXT_SEARCH, plan["query"], reason)
 
         if skill == "multi_hop" and plan["hop_query"] not in queries:
             if _mentions(last_seen, plan["hop_name"]):
@@ -156,8 +159,8 @@ class OraclePolicy(Policy):
                 hop = plan["hop_name"]
                 quoted = _lead(last_seen, MOST_RELEVANT, hop)
                 reason = f"{quoted} Next: {hop}." if quoted else rng.choice(_HOP).format(hop=hop)
-                return Action(ActionKind.TEXT_SEARCH, plan["hop_query"], reason)
-            return self._refine_or_give_up(plan["query"], queries, rng)
+                return Action(ActionKind.TEXT_SEARCH, plan["hop_query"], f"Then: {plan['hop_ask']}. {reason}")
+            return self._refine_or_give_up(plan["query"], queries, rng, _wanted(plan))
         answer = plan["answer"]
         twin = plan.get("twin_value")
         # After the name alone, a namesake's page may answer too: then only a refined query settles it.
@@ -168,14 +171,19 @@ class OraclePolicy(Policy):
             quoted = _lead(last_seen, MOST_RELEVANT, answer)
             reason = f"{quoted} So the answer is {answer}." if quoted else rng.choice(_ANSWER).format(answer=answer)
             return Action(ActionKind.ANSWER, answer, reason)
-        final_query = plan["hop_query"] if skill == "multi_hop" else plan["query"]
-        return self._refine_or_give_up(final_query, queries, rng)
+        if skill == "multi_hop":
+            return self._refine_or_give_up(plan["hop_query"], queries, rng, f"Then: {plan['hop_ask']}.")
+        return self._refine_or_give_up(plan["query"], queries, rng, _wanted(plan))
 
-    def _refine_or_give_up(self, query: str, asked: list[str], rng: random.Random) -> Action:
+    def _refine_or_give_up(self, query: str, asked: list[str], rng: random.Random, wanted: str) -> Action:
         for candidate in (query, f"{query} facts"):
             if candidate not in asked:
-                return Action(ActionKind.TEXT_SEARCH, candidate, rng.choice(_REFINE))
+                return Action(ActionKind.TEXT_SEARCH, candidate, f"{wanted} {rng.choice(_REFINE)}")
         return _give_up(rng)
+
+
+def _wanted(plan: dict) -> str:
+    return f"Wanted: {plan.get('ask', 'facts')}."
 
 
 def _give_up(rng: random.Random) -> Action:
