@@ -47,6 +47,7 @@ class DemoConfig:
     grpo_questions: int = field(default=20, metadata={"help": "search questions GRPO rolls out on, each many times"})
     grpo_learning_rate: float = field(default=2e-4, metadata={"help": "GRPO learning rate for the tiny model"})
     test_questions: int = field(default=240, metadata={"help": "test questions each system answers"})
+    search_hits: int = field(default=3, metadata={"help": "hits a search shows (the tiny model reads fewer tokens)"})
     eval_workers: int = field(default=2, metadata={"help": "systems evaluated at once, each in a process of its own"})
 
     @classmethod
@@ -102,7 +103,7 @@ def run_demo(out: str | Path, config: DemoConfig, say: Callable[[str], None] = p
     stage(
         "model-init",
         lambda: (out / "model-init" / "config.json").is_file(),
-        lambda: _init_model(world, out / "model-init", config),
+        lambda: _in_fresh_process(_init_model, world, out / "model-init", config),
     )
     stage(
         "pretrain",
@@ -143,12 +144,13 @@ def _build_world(world: Path, config: DemoConfig) -> None:
     index_world(world)
 
 
-def _run_config(world: Path) -> Any:
+def _run_config(world: Path, config: DemoConfig) -> Any:
     from deepmmsearch.runner import RunConfig
     from deepmmsearch.tools import ToolsConfig
 
     # One tool cache per demo folder: re-runs and the five evaluations replay searches for free.
-    return RunConfig(tools=ToolsConfig(kb=str(world / "kb"), cache_path=str(world.parent / "tools.sqlite")))
+    cache = str(world.parent / "tools.sqlite")
+    return RunConfig(tools=ToolsConfig(kb=str(world / "kb"), cache_path=cache, k=config.search_hits))
 
 
 def _build_data(world: Path, data: Path, config: DemoConfig) -> None:
@@ -165,7 +167,7 @@ def _build_data(world: Path, data: Path, config: DemoConfig) -> None:
                 "oracle",
                 data,
                 DataBuildConfig(size=config.data_size, seed=config.seed, first_turn_rows=True),
-                _run_config(world),
+                _run_config(world, config),
                 lambda total, done: bars.update("data: teacher episodes", completed=done, total=total),
                 lambda _: bars.update("data: teacher episodes", advance=1),
             )
@@ -252,7 +254,7 @@ def _grpo(out: Path, config: DemoConfig) -> None:
             questions=str(out / "world" / "questions" / "train.jsonl"),
             out=str(out / "grpo"),
             lora=LoraSettings(enabled=False),
-            tools=_run_config(out / "world").tools,
+            tools=_run_config(out / "world", config).tools,
             # The tool budget as in the SFT data: the prompt shows it, and the tiny model has seen no other.
             agent=AgentConfig(rules=Rules(max_turns=6), policy_timeout_s=120),
             num_generations=8,
@@ -279,7 +281,8 @@ def _grpo(out: Path, config: DemoConfig) -> None:
 def _in_fresh_process(function: Callable[..., Any], *args: Any) -> None:
     """Run a stage that loads a model in a process of its own. Loading several models, training them and running
     the search engine in one process left global state behind (seen: a later model load came up with meta
-    tensors); a fresh process also frees each stage's memory when it ends."""
+    tensors, and a model built after the data stage saved its tied output head untied); a fresh process also frees
+    each stage's memory when it ends."""
     import multiprocessing
 
     process = multiprocessing.get_context("spawn").Process(target=function, args=args)
@@ -302,12 +305,13 @@ def _evaluate_all(world: Path, jobs: list[tuple[System, Path]], config: DemoConf
 
     context = multiprocessing.get_context("spawn")
     events = context.Queue()
-    threads = max(1, (os.cpu_count() or 1) // config.eval_workers)  # the cores shared out, not oversubscribed
+    workers = max(1, config.eval_workers)
+    threads = max(1, (os.cpu_count() or 1) // workers)  # the cores shared out, not oversubscribed
     waiting, running = list(jobs), {}
     with progress_bars() as bars:
         try:
             while waiting or running:
-                while waiting and len(running) < config.eval_workers:
+                while waiting and len(running) < workers:
                     system, folder = waiting.pop(0)
                     args = (world, system, folder, config, events, threads)
                     running[system.name] = context.Process(target=_evaluate, args=args)
@@ -338,7 +342,7 @@ def _evaluate(world: Path, system: System, folder: Path, config: DemoConfig, eve
     from deepmmsearch.eval.harness import EvalConfig, evaluate
 
     torch.set_num_threads(threads)
-    run_config = _run_config(world)
+    run_config = _run_config(world, config)
     run_config.sampling.max_new_tokens = 96
     questions = read_questions(world / "questions" / "test.jsonl")[: config.test_questions]
     asyncio.run(
