@@ -168,8 +168,7 @@ def _build_data(world: Path, data: Path, config: DemoConfig) -> None:
                 data,
                 DataBuildConfig(size=config.data_size, seed=config.seed, first_turn_rows=True),
                 _run_config(world, config),
-                lambda total, done: bars.update("data: teacher episodes", completed=done, total=total),
-                lambda _: bars.update("data: teacher episodes", advance=1),
+                *bars.counter("data: teacher episodes"),
             )
         )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -33,6 +33,13 @@ class Bars:
         if completed is not None:
             fields["completed"] = completed
         self._progress.update(self._tasks[name], advance=advance or None, **fields)
+
+    def counter(self, name: str) -> tuple[Callable[[int, int], None], Callable[[Any], None]]:
+        """``on_start(total, already_done)`` and ``on_done(item)`` callbacks (as evaluations take) for bar ``name``."""
+        return (
+            lambda total, done: self.update(name, completed=done, total=total),
+            lambda _: self.update(name, advance=1),
+        )
 
 
 @contextlib.contextmanager

@@ -100,10 +100,7 @@ def progress_callbacks(description: str) -> Iterator[tuple[Callable[[int, int], 
     from deepmmsearch.progress import progress_bars
 
     with progress_bars(transient=True) as bars:
-        yield (
-            lambda total, done: bars.update(description, completed=done, total=total),
-            lambda _: bars.update(description, advance=1),
-        )
+        yield bars.counter(description)
 
 
 def tool_overrides(

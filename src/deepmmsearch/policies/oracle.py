@@ -129,7 +129,7 @@ class OraclePolicy(Policy):
         if not done:
             wanted = f"{_wanted(plan)} "
             if skill == "multi_hop":  # the second ask too, near the question, for the hop's query to copy
-                wanted += f"Then: {plan['hop_ask']}. "
+                wanted += f"{_then(plan)} "
             if skill == "crop_search":
                 reason = wanted + rng.choice(_CROP).format(crop=plan["crop"])
                 return Action(ActionKind.CROP_SEARCH, plan["crop"], reason)
@@ -159,7 +159,7 @@ class OraclePolicy(Policy):
                 hop = plan["hop_name"]
                 quoted = _lead(last_seen, MOST_RELEVANT, hop)
                 reason = f"{quoted} Next: {hop}." if quoted else rng.choice(_HOP).format(hop=hop)
-                return Action(ActionKind.TEXT_SEARCH, plan["hop_query"], f"Then: {plan['hop_ask']}. {reason}")
+                return Action(ActionKind.TEXT_SEARCH, plan["hop_query"], f"{_then(plan)} {reason}")
             return self._refine_or_give_up(plan["query"], queries, rng, _wanted(plan))
         answer = plan["answer"]
         twin = plan.get("twin_value")
@@ -172,7 +172,7 @@ class OraclePolicy(Policy):
             reason = f"{quoted} So the answer is {answer}." if quoted else rng.choice(_ANSWER).format(answer=answer)
             return Action(ActionKind.ANSWER, answer, reason)
         if skill == "multi_hop":
-            return self._refine_or_give_up(plan["hop_query"], queries, rng, f"Then: {plan['hop_ask']}.")
+            return self._refine_or_give_up(plan["hop_query"], queries, rng, _then(plan))
         return self._refine_or_give_up(plan["query"], queries, rng, _wanted(plan))
 
     def _refine_or_give_up(self, query: str, asked: list[str], rng: random.Random, wanted: str) -> Action:
@@ -184,6 +184,10 @@ class OraclePolicy(Policy):
 
 def _wanted(plan: dict) -> str:
     return f"Wanted: {plan.get('ask', 'facts')}."
+
+
+def _then(plan: dict) -> str:
+    return f"Then: {plan['hop_ask']}."
 
 
 def _give_up(rng: random.Random) -> Action:
