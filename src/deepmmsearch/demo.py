@@ -37,6 +37,7 @@ class DemoConfig:
     data_size: int = field(default=600, metadata={"help": "SFT conversations kept"})
     pretrain_sequences: int = field(default=1000, metadata={"help": "page groups; 3x as many drills, 2x copy rows"})
     copy_steps: int = field(default=700, metadata={"help": "copy warm-up steps of pre-training"})
+    copy_text_steps: int = field(default=200, metadata={"help": "its last copy steps, on page text"})
     captions: int = field(default=3000, metadata={"help": "captioned pictures pre-training learns to see on"})
     caption_rows: int = field(default=400, metadata={"help": "of them, mixed into SFT"})
     caption_batch_size: int = field(default=16, metadata={"help": "pictures per copy warm-up step"})
@@ -63,6 +64,7 @@ class DemoConfig:
             caption_steps=0,
             pretrain_sequences=100,
             copy_steps=300,
+            copy_text_steps=10,
             sft_epochs=2.0,
             grpo_steps=2,
             test_questions=40,
@@ -197,6 +199,7 @@ def _pretrain(out: Path, config: DemoConfig) -> None:
             drills=3 * config.pretrain_sequences,
             copy_rows=2 * config.pretrain_sequences,
             copy_steps=config.copy_steps,
+            copy_text_steps=config.copy_text_steps,
             captions=str(out / "world" / "captions.jsonl"),
             caption_batch_size=config.caption_batch_size,
             caption_steps=config.caption_steps,

@@ -118,10 +118,17 @@ def save_final(trainer: Any, processor: Any, out: str | Path) -> Path:
 
 
 def train_and_save(
-    trainer: Any, processor: Any, out: str | Path, checkpoint: str | None, start: float, description: str = "training"
+    trainer: Any,
+    processor: Any,
+    out: str | Path,
+    checkpoint: str | None,
+    start: float,
+    description: str = "training",
+    then: Callable[[Any], None] | None = None,
 ) -> tuple[Any, dict]:
-    """Train (continuing from ``checkpoint``) under a progress bar, save ``out/final``; return TRL's result and the
-    summary every run reports: final model folder, steps, checkpoint resumed from, processes, wall time."""
+    """Train (continuing from ``checkpoint``) under a progress bar, run ``then`` (given the bars) on the trained
+    model, save ``out/final``; return TRL's result and the summary every run reports: final model folder, steps,
+    checkpoint resumed from, processes, wall time."""
     import time
 
     from transformers import PrinterCallback
@@ -132,6 +139,8 @@ def train_and_save(
     with progress_bars(show=trainer.is_world_process_zero()) as bars:
         trainer.add_callback(_progress_callback(bars, description))
         result = trainer.train(resume_from_checkpoint=checkpoint)
+        if then is not None:
+            then(bars)
     final = save_final(trainer, processor, out)
     return result, {
         "final": str(final),

@@ -46,7 +46,10 @@ class TrainPretrainConfig:
     out: str = field(default="runs/pretrain", metadata={"help": "run folder: checkpoints, logs and final/ (the model)"})
     copy_steps: int = field(default=700, metadata={"help": "copy warm-up steps on short sequences (0: no warm-up)"})
     copy_long_steps: int = field(default=150, metadata={"help": "then copy warm-up steps on long sequences"})
-    copy_learning_rate: float = field(default=3e-3, metadata={"help": "learning rate of the copy warm-up"})
+    copy_learning_rate: float = field(default=3e-3, metadata={"help": "learning rate of the copy steps"})
+    copy_text_steps: int = field(
+        default=200, metadata={"help": "after the reading pass, copy steps on page text as long as a conversation"}
+    )
     captions: str = field(
         default="", metadata={"help": "JSON Lines of image, caption: the copy warm-up also learns to see on them"}
     )
@@ -87,7 +90,7 @@ class TrainPretrainConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("copy_steps", "copy_long_steps", "caption_steps", "drills", "copy_rows"):
+        for name in ("copy_steps", "copy_long_steps", "copy_text_steps", "caption_steps", "drills", "copy_rows"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
 
