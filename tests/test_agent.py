@@ -196,3 +196,21 @@ def test_on_message_sees_every_message_in_order(toolbox, question):
     agent = Agent(ScriptedPolicy([text("q"), answer("x")]), toolbox)
     t = asyncio.run(agent.run(question, on_message=lambda traj, m: seen.append(m)))
     assert seen == t.messages
+
+
+def test_episodes_are_prompted_in_the_configs_style_else_the_models_else_full(toolbox, question):
+    from deepmmsearch.protocol import PromptStyle, system_prompt
+
+    def episode(trained_in=None, configured=""):
+        policy = ScriptedPolicy([text("Risbel Ibex"), answer("38 m")])
+        policy.prompts = trained_in
+        return asyncio.run(Agent(policy, toolbox, AgentConfig(prompts=configured)).run(question)).messages
+
+    full = episode()
+    assert full[0].text == system_prompt(PromptStyle.FULL) and full[3].text.startswith("<information>")
+    short = episode(PromptStyle.SHORT)
+    assert short[0].text == system_prompt(PromptStyle.SHORT)
+    assert short[3].text.startswith("Tool calls left: 9.") and short[3].text.endswith("</information>")
+    assert episode(PromptStyle.SHORT, "full")[0].text == system_prompt(PromptStyle.FULL)
+    with pytest.raises(ValueError, match=r"agent.prompts must be one of full, short"):
+        AgentConfig(prompts="terse")

@@ -21,6 +21,7 @@ from deepmmsearch.protocol import (
     ActionKind,
     EpisodeState,
     FormatError,
+    PromptStyle,
     Rules,
     StopReason,
     clean_text,
@@ -44,6 +45,18 @@ class AgentConfig:
     batch_window_s: float = field(
         default=0.005, metadata={"help": "how long a generation request waits for others to share its batch"}
     )
+    prompts: str = field(
+        default="",
+        metadata={"help": "prompt style, full or short; empty: the one the model was trained with, else full"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.prompts and self.prompts not in set(PromptStyle):
+            raise ValueError(f"agent.prompts must be one of {', '.join(PromptStyle)} (or empty), got {self.prompts!r}")
+
+    def prompt_style(self, policy: Policy) -> PromptStyle:
+        """The style episodes are prompted in: the configured one, else the policy's, else full."""
+        return PromptStyle(self.prompts) if self.prompts else policy.prompts or PromptStyle.FULL
 
 
 MessageHook = Callable[[Trajectory, Message], None]
@@ -209,8 +222,11 @@ class Agent:
         state = EpisodeState()
         question = trajectory.question
         messages = trajectory.messages
-        messages.append(Message("system", system_prompt()))
-        messages.append(Message("user", first_turn_prompt(question.question, state, rules), image=question.image))
+        style = self.config.prompt_style(self.policy)
+        messages.append(Message("system", system_prompt(style)))
+        messages.append(
+            Message("user", first_turn_prompt(question.question, state, rules, style), image=question.image)
+        )
         timings = trajectory.timings
         timings.update(policy_s=0.0, tools_s=0.0)
         tokens = trajectory.tokens
@@ -257,7 +273,7 @@ class Agent:
                 consecutive_errors += 1
                 if consecutive_errors >= rules.max_consecutive_errors:
                     return stop(StopReason.FORMAT_ERROR, reply.error)
-                messages.append(Message("user", render_error_feedback(reply.error or "", state, rules)))
+                messages.append(Message("user", render_error_feedback(reply.error or "", state, rules, style)))
                 continue
             consecutive_errors = 0
 
@@ -272,4 +288,4 @@ class Agent:
             trajectory.tool_calls[action.kind.value] = trajectory.tool_calls.get(action.kind.value, 0) + 1
             cache_key = "hits" if result.cached else "misses"
             trajectory.cache[cache_key] = trajectory.cache.get(cache_key, 0) + 1
-            messages.append(Message("user", render_observation(result.observation, state, rules), tool=result))
+            messages.append(Message("user", render_observation(result.observation, state, rules, style), tool=result))

@@ -331,24 +331,59 @@ _ACTION_HELP = {
 }
 
 
-def system_prompt() -> str:
-    return SYSTEM_PROMPT.format(give_up=GIVE_UP_ANSWER)
+class PromptStyle(StrEnum):
+    """How the prompts are worded. A model answers best under the style it was trained with, so SFT and GRPO save
+    it beside the weights and the agent reads it there.
+
+    - ``full``: the system prompt explains the actions and the rules, and every turn spells out what may come next,
+      for any model (a prompted one included).
+    - ``short``: for a small model trained on the protocol: a one-sentence system prompt, and every tool result
+      comes last in its turn, after a one-line note of what may come next, with its lead line last. The reply then
+      starts right after the line it quotes: the tiny demo model copies a line from a few tokens back, where it
+      lost it 200 tokens back (docs/training.md, "Known limits").
+    """
+
+    FULL = "full"
+    SHORT = "short"
 
 
-def first_turn_prompt(question: str, state: EpisodeState, rules: Rules) -> str:
+SHORT_SYSTEM_PROMPT = """You answer questions about an image, and search when you need to. If nothing helps, answer \
+"{give_up}"."""
+_SHORT_TAGS = {
+    ActionKind.IMAGE_SEARCH: "<img_search>",
+    ActionKind.TEXT_SEARCH: "<text_search>",
+    ActionKind.ANSWER: "<answer>",
+}
+_LEADS = (BEST_MATCH, MOST_RELEVANT)
+
+
+def system_prompt(style: PromptStyle = PromptStyle.FULL) -> str:
+    """The agent's system prompt in a style: the actions, the tags and the rules (full), or one sentence (short)."""
+    template = SHORT_SYSTEM_PROMPT if style is PromptStyle.SHORT else SYSTEM_PROMPT
+    return template.format(give_up=GIVE_UP_ANSWER)
+
+
+def prompt_style_of(system_text: str) -> PromptStyle | None:
+    """The style whose system prompt this is, or None (a prompt of someone else's data)."""
+    return next((style for style in PromptStyle if system_prompt(style) == system_text), None)
+
+
+def first_turn_prompt(question: str, state: EpisodeState, rules: Rules, style: PromptStyle = PromptStyle.FULL) -> str:
     """The user turn that opens an episode: what may be done first, then the question.
 
     The question comes last, right before the reply that has to say what it asks for: measured on the demo's
     tiny model, with the teacher's reply opening on "Wanted: ...", that choice was right for 41 of 80 test
     questions, against 14 with the question first and "Wanted" at the end of the reason (docs/training.md)."""
-    return f"{next_step_instruction(state, rules)}\n\nQuestion: {question}"
+    return f"{next_step_instruction(state, rules, style)}\n\nQuestion: {question}"
 
 
-def next_step_instruction(state: EpisodeState, rules: Rules) -> str:
-    """What the model may do next, worded for the situation the paper distinguishes."""
+def next_step_instruction(state: EpisodeState, rules: Rules, style: PromptStyle = PromptStyle.FULL) -> str:
+    """What the model may do next, worded for the situation the paper distinguishes (full), or one line (short)."""
     allowed = allowed_actions(state, rules)
-    options = "\n".join(f"- {_ACTION_HELP[k]}" for k in allowed)
     left = rules.max_tool_calls - state.tool_calls
+    if style is PromptStyle.SHORT:
+        return f"Tool calls left: {left}. Next: {' or '.join(_SHORT_TAGS[k] for k in allowed if k in _SHORT_TAGS)}."
+    options = "\n".join(f"- {_ACTION_HELP[k]}" for k in allowed)
     if state.last_action is None:
         lead = "Decide whether you can answer directly or need to search first."
     elif state.last_action.is_image:
@@ -365,16 +400,25 @@ def next_step_instruction(state: EpisodeState, rules: Rules) -> str:
     return f"{lead} {budget}\nReply with <reason>...</reason> and then one of:\n{options}"
 
 
-def render_observation(result: str, state: EpisodeState, rules: Rules) -> str:
-    """The user turn that returns a tool result: the result in <information>, then the next-step instruction."""
-    return f"<information>\n{neutralize(clean_text(result)).strip()}\n</information>\n\n" + next_step_instruction(
-        state, rules
-    )
+def render_observation(result: str, state: EpisodeState, rules: Rules, style: PromptStyle = PromptStyle.FULL) -> str:
+    """The user turn that returns a tool result: the result in <information>, then the next-step instruction
+    (full), or the instruction, then the result with its lead lines last (short)."""
+    text = neutralize(clean_text(result)).strip()
+    instruction = next_step_instruction(state, rules, style)
+    if style is PromptStyle.FULL:
+        return f"<information>\n{text}\n</information>\n\n{instruction}"
+    lines = text.splitlines()
+    lines = [line for line in lines if not line.startswith(_LEADS)] + [
+        line for line in lines if line.startswith(_LEADS)
+    ]
+    return f"{instruction}\n<information>\n" + "\n".join(lines) + "\n</information>"
 
 
-def render_error_feedback(message: str, state: EpisodeState, rules: Rules) -> str:
+def render_error_feedback(
+    message: str, state: EpisodeState, rules: Rules, style: PromptStyle = PromptStyle.FULL
+) -> str:
     """The user turn that answers an invalid reply: what was wrong and what may be done."""
-    return f"Your last reply could not be used: {message}.\n\n{next_step_instruction(state, rules)}"
+    return f"Your last reply could not be used: {message}.\n\n{next_step_instruction(state, rules, style)}"
 
 
 # ---------------------------------------------------------------------------------------------- evaluation baselines

@@ -76,6 +76,24 @@ def test_first_turn_rows_add_the_opening_of_every_episode_that_searches(small_wo
     assert "first-turn rows added" in (tmp_path / "stats.md").read_text()
 
 
+def test_short_prompt_data_opens_with_one_sentence_and_the_teacher_still_searches(small_world, tmp_path):
+    from typer.testing import CliRunner
+
+    from deepmmsearch.cli import app
+    from deepmmsearch.protocol import PromptStyle, system_prompt
+
+    flags = ["data", "build", "--questions", str(small_world / "questions" / "train.jsonl"), "--teacher", "oracle"]
+    flags += ["--out", str(tmp_path), "--kb", str(small_world / "kb"), "--size", "12", "--prompts", "short", "--json"]
+    result = CliRunner().invoke(app, flags)
+    assert result.exit_code == 0, result.output
+    kept = [Trajectory.from_dict(d) for d in read_jsonl(tmp_path / "kept.jsonl")]
+    assert len(kept) == 12 and {t.messages[0].text for t in kept} == {system_prompt(PromptStyle.SHORT)}
+    assert sum(t.num_tool_calls > 0 for t in kept) == 6  # half need a search, and the oracle made it
+    assert {row["messages"][0]["content"] for row in datasets.load_from_disk(str(tmp_path / "sft"))} == {
+        system_prompt(PromptStyle.SHORT)
+    }
+
+
 def test_kill_and_resume_loses_and_repeats_nothing(small_world, tmp_path):
     command = [
         sys.executable,

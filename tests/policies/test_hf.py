@@ -209,6 +209,27 @@ def test_dmms_ask_runs_a_full_episode_on_a_tiny_model(vocab: str, model_dir: Pat
     assert trajectory["model"] == f"hf:{path}"
 
 
+def test_a_models_saved_prompt_style_prompts_its_episodes(model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from deepmmsearch.models.build import PROMPT_STYLE_FILE, write_prompt_style
+    from deepmmsearch.protocol import PromptStyle, system_prompt
+
+    trained = tmp_path / "trained"
+    shutil.copytree(model_dir, trained)
+    write_prompt_style(trained, PromptStyle.SHORT)
+    assert HFPolicy(str(model_dir), config=HFConfig(device="cpu")).prompts is None
+    run = tmp_path / "run.yaml"
+    run.write_text("sampling:\n  max_new_tokens: 8\n", encoding="utf-8")
+    flags = ["ask", str(IMAGE_PATH), "How tall is it?", "--model", f"hf:{trained}", "--config", str(run), "--json"]
+    result = CliRunner().invoke(app, [*flags, "--kb", str(REPO / "examples" / "kb")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["messages"][0]["text"] == system_prompt(PromptStyle.SHORT)
+    (trained / PROMPT_STYLE_FILE).write_text("terse\n")
+    result = CliRunner().invoke(app, [*flags, "--kb", str(REPO / "examples" / "kb")])
+    assert result.exit_code != 0 and "unknown prompt style 'terse'" in result.output
+
+
 def test_a_conversation_longer_than_the_context_is_refused(loaded, image) -> None:
     hf = policy(loaded)
     hf.max_context = 55  # the first turn (59 tokens) is longer, a bare "Hi" (50 tokens) is not

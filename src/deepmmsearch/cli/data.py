@@ -44,6 +44,12 @@ def build(
     first_turn_rows: Annotated[
         bool, typer.Option(help="Also add the first turn of each qualified episode that searches as a row.")
     ] = False,
+    prompts: Annotated[
+        str | None,
+        typer.Option(
+            help="Prompt style of the conversations: full (default), or short for a small model (the demo's)."
+        ),
+    ] = None,
     config: ConfigOpt = None,
     text_search: TextSearchOpt = None,
     image_search: ImageSearchOpt = None,
@@ -61,6 +67,7 @@ def build(
         config,
         **tool_overrides(text_search=text_search, image_search=image_search, grounder=grounder, kb=kb),
         **{"agent.max_concurrent_episodes": workers},
+        **({"agent.prompts": prompts} if prompts is not None else {}),
     )
     data_config = DataBuildConfig(
         size=size, search_share=search_share, classifier=classifier, first_turn_rows=first_turn_rows

@@ -6,9 +6,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from deepmmsearch.errors import ConfigError
+from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.models.chat import EOS_TOKEN, IMAGE_TOKEN, PAD_TOKEN, VIDEO_TOKEN, VISION_START_TOKEN
 from deepmmsearch.models.sizes import ModelSize, get_size
+from deepmmsearch.protocol import PromptStyle
 
 Vocab = Literal["qwen", "small"]
 VOCABS: tuple[str, ...] = ("qwen", "small")
@@ -124,6 +125,26 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+# A trained model answers best under the prompt style it was trained with; SFT and GRPO save it beside the weights.
+PROMPT_STYLE_FILE = "prompt_style.txt"
+
+
+def read_prompt_style(path: str | Path) -> PromptStyle | None:
+    """The prompt style a model folder was trained in, or None (a hub id, or a model no run of ours trained)."""
+    file = Path(path) / PROMPT_STYLE_FILE
+    if not file.is_file():
+        return None
+    text = file.read_text(encoding="utf-8").strip()
+    if text not in set(PromptStyle):
+        raise InputError(f"{file}: unknown prompt style {text!r}; known: {', '.join(PromptStyle)}")
+    return PromptStyle(text)
+
+
+def write_prompt_style(folder: str | Path, style: PromptStyle) -> None:
+    """Record beside a trained model's weights the prompt style it was trained in."""
+    (Path(folder) / PROMPT_STYLE_FILE).write_text(f"{style.value}\n", encoding="utf-8")
 
 
 def load_model(path: str | Path, dtype: str = "auto", device: str = "auto") -> tuple[Any, Any]:

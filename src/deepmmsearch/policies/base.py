@@ -10,7 +10,7 @@ from typing import Any
 from PIL import Image
 
 from deepmmsearch.errors import ConfigError
-from deepmmsearch.protocol import STOP_STRINGS
+from deepmmsearch.protocol import STOP_STRINGS, PromptStyle
 from deepmmsearch.records import Message, Question
 
 
@@ -66,11 +66,13 @@ class Policy(ABC):
     """A model that writes the assistant's next reply.
 
     ``max_batch_size`` tells the agent loop how many conversations one :meth:`generate` call may take; the
-    loop gathers requests of concurrent episodes up to that size.
+    loop gathers requests of concurrent episodes up to that size. ``prompts`` is the prompt style the model was
+    trained with, when known; the agent then prompts its episodes in it.
     """
 
     name: str = "policy"
     max_batch_size: int = 1
+    prompts: PromptStyle | None = None
 
     @abstractmethod
     async def generate(self, conversations: Sequence[Conversation]) -> list[Generation]:

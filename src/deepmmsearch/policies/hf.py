@@ -166,7 +166,7 @@ class HFPolicy(Policy):
         ``guide``: one built for this tokenizer before (building one decodes every token of the vocabulary)."""
         import torch
 
-        from deepmmsearch.models.build import load_model
+        from deepmmsearch.models.build import load_model, read_prompt_style
 
         self.config = config or HFConfig()
         self.sampling = sampling or SamplingConfig()
@@ -174,6 +174,7 @@ class HFPolicy(Policy):
         self.max_batch_size = self.config.max_batch_size
         if loaded is None:
             self.model, self.processor = load_model(path, self.config.dtype, self.config.device)
+            self.prompts = read_prompt_style(path)
         else:
             self.model, self.processor = loaded
         self.device = next(self.model.parameters()).device

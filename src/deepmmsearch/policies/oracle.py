@@ -20,8 +20,9 @@ from deepmmsearch.protocol import (
     MOST_RELEVANT,
     Action,
     ActionKind,
+    direct_system_prompt,
+    rag_system_prompt,
     render_action,
-    system_prompt,
 )
 from deepmmsearch.records import Message
 
@@ -115,7 +116,7 @@ class OraclePolicy(Policy):
         skill = plan["skill"]
         if skill == "search_free":
             return Action(ActionKind.ANSWER, plan["answer"], rng.choice(_FREE).format(answer=plan["answer"]))
-        if messages and messages[0].text != system_prompt():
+        if messages and messages[0].text in (direct_system_prompt(), rag_system_prompt()):
             # A tool-free workflow (direct answer, or RAG with fixed searches): the oracle is only a reader.
             context = "\n".join(m.text for m in messages if m.role == "user")
             if _mentions(context, plan["answer"]):
@@ -150,7 +151,9 @@ class OraclePolicy(Policy):
                 return Action(ActionKind.TEXT_SEARCH, plan["vague_query"], rng.choice(_VAGUE).format(named=named))
             if vague_first:  # a generic query that forgets the name; the refined one follows
                 return Action(ActionKind.TEXT_SEARCH, f"{plan['kind']} {what}", rng.choice(_GENERIC))
-            reason = f"{_wanted(plan)} {rng.choice(_IDENTIFIED).format(named=named)}"
+            # A multi-hop reply repeats the second ask too, so that the hop's reply copies it from one turn back.
+            wanted = f"{_wanted(plan)} {_then(plan)}" if skill == "multi_hop" else _wanted(plan)
+            reason = f"{wanted} {rng.choice(_IDENTIFIED).format(named=named)}"
             return Action(ActionKind.TEXT_SEARCH, plan["query"], reason)
 
         if skill == "multi_hop" and plan["hop_query"] not in queries:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import replace
 from typing import Any
 
 from deepmmsearch.errors import ConfigError
@@ -37,7 +38,9 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
     from trl import GRPOTrainer
 
     from deepmmsearch.eval.harness import Scorer
+    from deepmmsearch.models.build import read_prompt_style, write_prompt_style
     from deepmmsearch.policies import SamplingConfig
+    from deepmmsearch.protocol import PromptStyle
     from deepmmsearch.records import read_questions
     from deepmmsearch.tools import build_toolbox
     from deepmmsearch.train.common import (
@@ -57,6 +60,9 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
     # --- set-up: devices, run folder, where to resume
     use_cpu, bf16, dtype = device_and_precision(config.device, config.dtype)
     checkpoint = resume_checkpoint(config.out, resume)
+    # Rollouts are prompted in the style the model was trained in; the trained model keeps it.
+    style = PromptStyle(config.agent.prompts or read_prompt_style(config.model) or PromptStyle.FULL)
+    config = replace(config, agent=replace(config.agent, prompts=style.value))
 
     # --- data: questions with their images and gold answers; the rollout looks each one up by id
     if not config.questions:
@@ -116,6 +122,8 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
         # TRL 1.16 reads the deprecated ``is_gradient_checkpointing`` on every rollout: not ours to fix.
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
         _, summary = train_and_save(trainer, processor, config.out, checkpoint, start, "GRPO")
+    if trainer.is_world_process_zero():
+        write_prompt_style(summary["final"], style)
     rewards = [r["reward"] for r in read_metrics(config.out) if "reward" in r]
     return {
         **summary,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -176,6 +177,8 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
     """Run SFT as configured; return a summary (steps, loss, final model folder, wall time)."""
     from trl import SFTTrainer
 
+    from deepmmsearch.models.build import write_prompt_style
+    from deepmmsearch.protocol import prompt_style_of
     from deepmmsearch.train.common import (
         device_and_precision,
         make_metrics_logger,
@@ -225,6 +228,11 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
 
     # --- train, continuing from the last checkpoint when resuming
     result, summary = train_and_save(trainer, processor, config.out, checkpoint, start, "SFT")
+    # The model answers best when prompted as it was trained: the data's style, told by its system prompts.
+    styles = Counter(prompt_style_of(m[0]["content"]) for m in rows["messages"] if m and m[0]["role"] == "system")
+    style = styles.most_common(1)[0][0] if styles else None
+    if style is not None and trainer.is_world_process_zero():
+        write_prompt_style(summary["final"], style)
     return {
         **summary,
         "train_loss": result.training_loss,
