@@ -45,6 +45,12 @@ class TrainPretrainConfig:
     kb: str = field(default="", metadata={"help": "knowledge-base folder whose pages are the corpus"})
     out: str = field(default="runs/pretrain", metadata={"help": "run folder: checkpoints, logs and final/ (the model)"})
     copy_steps: int = field(default=700, metadata={"help": "copy warm-up steps on short sequences (0: no warm-up)"})
+    copy_until_formed: int = field(
+        default=1500,
+        metadata={
+            "help": "at most this many more short copy steps, 100 at a time, until 90% of repeats come out right"
+        },
+    )
     copy_long_steps: int = field(default=150, metadata={"help": "then copy warm-up steps on long sequences"})
     copy_learning_rate: float = field(default=3e-3, metadata={"help": "learning rate of the copy steps"})
     copy_text_steps: int = field(
@@ -90,7 +96,15 @@ class TrainPretrainConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("copy_steps", "copy_long_steps", "copy_text_steps", "caption_steps", "drills", "copy_rows"):
+        for name in (
+            "copy_steps",
+            "copy_until_formed",
+            "copy_long_steps",
+            "copy_text_steps",
+            "caption_steps",
+            "drills",
+            "copy_rows",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
 
