@@ -73,15 +73,18 @@ def test_small_vocabulary_shares_special_tokens_and_template(qwen, tmp_path: Pat
 def test_small_vocabulary_writes_a_name_the_same_wherever_it_stands() -> None:
     # A tiny model copies a name from a search result into its reasoning and its next query only if the name is
     # the same tokens at a line start, after a space, after a bracket and right after a tag.
-    small = small_tokenizer([*default_corpus(), "Panellin Tram (Yscolhu) is a tram. Panellin Tram runs daily."] * 5)
+    corpus = "Panellin Tram (Yscolhu) is a tram. Panellin Tram runs daily. It was built in 1377, 1922 and 1939."
+    small = small_tokenizer([*default_corpus(), corpus] * 5)
     name = small.tokenize("x Panellin Tram")[-2:]
     assert "".join(name) == "ĠPanellinĠTram"
     for text in ("Panellin Tram", "\nPanellin Tram", "(Panellin Tram", "<text_search>Panellin Tram", "Panellin Tram."):
         tokens = [t for t in small.tokenize(text) if t != "."]
         assert tokens[-2:] == name, text
         assert small.decode(small(text)["input_ids"]) == text
-    # Words carry their space: no token of spaces alone between two words.
+    # Words and numbers carry their space: no token of spaces alone between two words, and a number is a word.
     assert "Ġ" not in small.tokenize("the tram runs daily in the city")
+    for text in ("built in 1377", "\n1377", "(1377"):
+        assert small.tokenize(text)[-1] == "Ġ1377", text
     sample = "A (b) c\n  d, e.\tf's <answer>12 g</answer>\n\n(x)"
     assert small.decode(small(sample)["input_ids"]) == sample
 

@@ -33,9 +33,12 @@ QWEN_NUM_RANKS = 151_643
 # before it (at the start of a line, after a bracket, right after a tag) is given one, behind a GLUE mark that the
 # decoder removes again: a name is then the same tokens anywhere, and there are no space tokens between words
 # (written as tokens of their own, spaces made half of every sequence, and the model's attention went to them).
+# A number is such a word too, not Qwen's one token a digit after a space token: " 1377" is " 13", "7", "7" instead
+# of " ", "1", "3", "7", "7", fewer places for a copy to go astray (the demo's agent copied it as "137": 57.1% after
+# SFT against 52.9%, docs/training.md).
 GLUE = "\x01"
 SMALL_PATTERN = (
-    GLUE + r""" (?!\p{L})|(?i:'s|'t|'re|'ve|'m|'ll|'d)| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    GLUE + r""" (?![\p{L}\p{N}])|(?i:'s|'t|'re|'ve|'m|'ll|'d)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+[\r\n]*"""
     r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
 # Where a word most often starts without a space: after a newline, after "(" and at the start of a text or of the
@@ -140,6 +143,7 @@ def default_corpus() -> list[str]:
         Action,
         ActionKind,
         EpisodeState,
+        PromptStyle,
         Rules,
         first_turn_prompt,
         render_action,
@@ -148,12 +152,14 @@ def default_corpus() -> list[str]:
         system_prompt,
     )
 
-    rules, state = Rules(), EpisodeState()
-    texts = [system_prompt(), first_turn_prompt("How tall is this lighthouse?", state, rules)]
-    for kind in ActionKind:
-        state.record(kind)
-        texts.append(render_observation("The tower is 38 metres tall.", state, rules))
-        texts.append(render_error_feedback("no tags found", state, rules))
+    rules, texts = Rules(), []
+    for style in PromptStyle:
+        state = EpisodeState()
+        texts += [system_prompt(style), first_turn_prompt("How tall is this lighthouse?", state, rules, style)]
+        for kind in ActionKind:
+            state.record(kind)
+            texts.append(render_observation("The tower is 38 metres tall.", state, rules, style))
+            texts.append(render_error_feedback("no tags found", state, rules, style))
     texts += [
         render_action(Action(ActionKind.IMAGE_SEARCH, "", "I should find what the image shows.")),
         render_action(Action(ActionKind.CROP_SEARCH, "the red logo on the cap", "The logo may name the team.")),
