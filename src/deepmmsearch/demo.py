@@ -37,6 +37,7 @@ class DemoConfig:
     data_size: int = field(default=600, metadata={"help": "SFT conversations kept"})
     pretrain_sequences: int = field(default=1000, metadata={"help": "page groups; 3x as many drills, 2x copy rows"})
     copy_steps: int = field(default=700, metadata={"help": "copy warm-up steps of pre-training"})
+    copy_until_formed: int = field(default=1500, metadata={"help": "at most this many more, until the copy forms"})
     copy_text_steps: int = field(default=200, metadata={"help": "its last copy steps, on page text"})
     captions: int = field(default=3000, metadata={"help": "captioned pictures pre-training learns to see on"})
     caption_rows: int = field(default=400, metadata={"help": "of them, mixed into SFT"})
@@ -48,6 +49,7 @@ class DemoConfig:
     grpo_questions: int = field(default=20, metadata={"help": "search questions GRPO rolls out on, each many times"})
     grpo_learning_rate: float = field(default=2e-4, metadata={"help": "GRPO learning rate for the tiny model"})
     test_questions: int = field(default=240, metadata={"help": "test questions each system answers"})
+    prompts: str = field(default="short", metadata={"help": "prompt style of the data, so of the trained models"})
     search_hits: int = field(default=3, metadata={"help": "hits a search shows (the tiny model reads fewer tokens)"})
     eval_workers: int = field(default=2, metadata={"help": "systems evaluated at once, each in a process of its own"})
 
@@ -64,6 +66,7 @@ class DemoConfig:
             caption_steps=0,
             pretrain_sequences=100,
             copy_steps=300,
+            copy_until_formed=0,
             copy_text_steps=10,
             sft_epochs=2.0,
             grpo_steps=2,
@@ -162,6 +165,8 @@ def _build_data(world: Path, data: Path, config: DemoConfig) -> None:
     from deepmmsearch.progress import progress_bars
 
     questions = read_questions(world / "questions" / "train.jsonl")[: config.teacher_questions]
+    run_config = _run_config(world, config)
+    run_config.agent.prompts = config.prompts  # SFT saves it beside the model; GRPO, eval and `dmms ask` read it there
     with progress_bars() as bars:
         asyncio.run(
             build_data(
@@ -169,7 +174,7 @@ def _build_data(world: Path, data: Path, config: DemoConfig) -> None:
                 "oracle",
                 data,
                 DataBuildConfig(size=config.data_size, seed=config.seed, first_turn_rows=True),
-                _run_config(world, config),
+                run_config,
                 *bars.counter("data: teacher episodes"),
             )
         )
@@ -199,6 +204,7 @@ def _pretrain(out: Path, config: DemoConfig) -> None:
             drills=3 * config.pretrain_sequences,
             copy_rows=2 * config.pretrain_sequences,
             copy_steps=config.copy_steps,
+            copy_until_formed=config.copy_until_formed,
             copy_text_steps=config.copy_text_steps,
             captions=str(out / "world" / "captions.jsonl"),
             caption_batch_size=config.caption_batch_size,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,6 +16,8 @@ import pytest
 
 from deepmmsearch.config import load_config
 from deepmmsearch.errors import ConfigError, InputError
+from deepmmsearch.models.build import read_prompt_style
+from deepmmsearch.protocol import PromptStyle
 from deepmmsearch.train.common import read_metrics
 from deepmmsearch.train.config import TrainGRPOConfig, TrainPretrainConfig, TrainSFTConfig
 
@@ -140,9 +143,16 @@ def test_copy_warmup_teaches_a_model_built_from_scratch_to_copy_then_copy_text_k
     from deepmmsearch.train.pretrain import copy_text, copy_warmup, pretraining_texts, read_kb_pages
 
     model, processor = load_model(str(tiny_model), "float32", "cpu")
-    config = TrainPretrainConfig(copy_steps=600, copy_long_steps=80, copy_text_steps=20, seed=0)
+    said: list[str] = []
     # Chance is one token in the vocabulary (hundreds); on 48-token sequences the copy forms within ~500 steps.
-    assert copy_warmup(model, processor.tokenizer, config)[0] > 0.8
+    early = TrainPretrainConfig(copy_steps=20, copy_until_formed=50, copy_long_steps=0, seed=0)
+    assert copy_warmup(model, processor.tokenizer, early, said.append)[0] < 0.9
+    assert said == [said[0]] and "sequences: 70 steps" in said[0] and "the copy has not formed" in said[0]
+    # Too few steps of its own: the short phase goes on, 100 at a time, until 90% of repeats come out right.
+    config = TrainPretrainConfig(copy_steps=100, copy_until_formed=1500, copy_long_steps=80, copy_text_steps=20, seed=0)
+    assert copy_warmup(model, processor.tokenizer, config, said.append)[0] >= 0.9
+    steps = int(re.search(r"48-token sequences: (\d+) steps", said[1]).group(1))
+    assert 100 < steps < 1600 and steps % 100 == 0 and "not formed" not in said[1], said[1]
     # Quotes of page text up to 400 tokens back in 1,024 tokens: learned in tens of steps (measured: 24% right in
     # the first 20, 67% 40 steps later; without the warm-up's 300-token phase, 5% in the first 20).
     texts = pretraining_texts(read_kb_pages(str(small_world / "kb")), 20, 3)
@@ -258,6 +268,7 @@ def test_captions_train_the_vision_tower_then_mix_into_sft(small_world, sft_data
         )
     )
     assert sft["examples"] == 3 + 5
+    assert read_prompt_style(sft["final"]) is PromptStyle.FULL  # the data's, kept beside the weights
 
     empty = tmp_path / "empty.jsonl"
     empty.write_text('{"image": "", "caption": "no picture"}\n')
@@ -350,6 +361,7 @@ def test_grpo_logs_rollout_metrics_and_resumes(small_world, tiny_model, grpo_con
     # An untrained model writes no valid reply: every rollout is a format error and the reward is zero.
     assert records[0]["rollout/format_error_rate"] == 1.0 and records[0]["reward"] == 0.0
     assert 0 < records[0]["completions/mean_length"] <= 3 * 12  # only sampled tokens count: 3 turns x 12 at most
+    assert read_prompt_style(out / "final") is PromptStyle.FULL  # the model had none saved: full
 
     overrides["max_steps"] = 3
     resumed = train_grpo(load_config(TrainGRPOConfig, grpo_config, overrides), resume=True)
