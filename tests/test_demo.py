@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+from deepmmsearch.protocol import PromptStyle, system_prompt
+
 
 def test_quick_demo_runs_end_to_end_and_resumes(tmp_path):
     out = tmp_path / "demo"
@@ -27,6 +29,16 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path):
     for folder in sorted((out / "eval").iterdir()):
         lines = (folder / "trajectories.jsonl").read_text().splitlines()
         assert len(lines) == 40 and all("correct" in json.loads(line) for line in lines)
+
+    # `dmms ask` with the trained agent and the run config it was evaluated under: its prompt style, 3 hits a search.
+    image = sorted((out / "world" / "images" / "questions").glob("*.png"))[0]
+    model = f"hf:{out / 'grpo' / 'final'}"
+    ask = [sys.executable, "-m", "deepmmsearch", "ask", str(image), "What is this?", "--model", model]
+    asked = subprocess.run([*ask, "--config", str(out / "run.yaml"), "--json"], capture_output=True, text=True)
+    assert asked.returncode == 0, asked.stderr[-3000:]
+    trajectory = json.loads(asked.stdout)
+    assert trajectory["messages"][0]["text"] == system_prompt(PromptStyle.SHORT) and trajectory["turns"] >= 1
+    assert all(len(m["tool"]["sources"]) <= 3 for m in trajectory["messages"] if m.get("tool"))
 
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -9,6 +9,7 @@ Stages, in order, each written to its own folder under ``out`` and skipped on a 
     sft/         SFT cold start (TRL SFTTrainer, LoRA off: the tiny model is trained in full)
     grpo/        online GRPO from the SFT model, rollouts through the real tools
     eval/        the test split under five systems, as the paper's Table 1 compares them
+    run.yaml     the run config they were evaluated under: `dmms ask ... --config run.yaml` asks the same way
     report.md    the table, plots and sample trajectories
 """
 
@@ -128,6 +129,7 @@ def run_demo(out: str | Path, config: DemoConfig, say: Callable[[str], None] = p
     folders = [out / "eval" / f"{index}-{system.mode}" for index, system in enumerate(systems)]
     todo = [(s, f) for s, f in zip(systems, folders, strict=True) if not (f / "report.json").is_file()]
     stage("eval", lambda: not todo, lambda: _evaluate_all(world, todo, config))
+    _write_run_config(out / "run.yaml", _eval_run_config(world.resolve(), config))
     table = results_table(out, systems)
     write_demo_report(out, table, timings)
     return {"table": table, "timings": timings}
@@ -156,6 +158,20 @@ def _run_config(world: Path, config: DemoConfig) -> Any:
     # One tool cache per demo folder: re-runs and the five evaluations replay searches for free.
     cache = str(world.parent / "tools.sqlite")
     return RunConfig(tools=ToolsConfig(kb=str(world / "kb"), cache_path=cache, k=config.search_hits))
+
+
+def _eval_run_config(world: Path, config: DemoConfig) -> Any:
+    run_config = _run_config(world, config)
+    run_config.sampling.max_new_tokens = 96  # the tiny model's replies are short; a runaway one stops sooner
+    return run_config
+
+
+def _write_run_config(path: Path, run_config: Any) -> None:
+    import dataclasses
+
+    import yaml
+
+    path.write_text(yaml.safe_dump(dataclasses.asdict(run_config), sort_keys=False))
 
 
 def _build_data(world: Path, data: Path, config: DemoConfig) -> None:
@@ -350,8 +366,7 @@ def _evaluate(world: Path, system: System, folder: Path, config: DemoConfig, eve
     from deepmmsearch.eval.harness import EvalConfig, evaluate
 
     torch.set_num_threads(threads)
-    run_config = _run_config(world, config)
-    run_config.sampling.max_new_tokens = 96
+    run_config = _eval_run_config(world, config)
     questions = read_questions(world / "questions" / "test.jsonl")[: config.test_questions]
     asyncio.run(
         evaluate(
