@@ -339,8 +339,8 @@ class PromptStyle(StrEnum):
       for any model (a prompted one included).
     - ``short``: for a small model trained on the protocol: a one-sentence system prompt, and every tool result
       comes last in its turn, after a one-line note of what may come next, with its lead line last. The reply then
-      starts right after the line it quotes: the tiny demo model copies a line from a few tokens back, where it
-      lost it 200 tokens back (docs/training.md, "Known limits").
+      starts a few tokens after the line it quotes, not some 200: a small model copies better from near than from
+      far, and its conversations are a third shorter (docs/training.md, "Known limits").
     """
 
     FULL = "full"
