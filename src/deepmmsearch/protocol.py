@@ -340,7 +340,7 @@ class PromptStyle(StrEnum):
     - ``short``: for a small model trained on the protocol: a one-sentence system prompt, and every tool result
       comes last in its turn, after a one-line note of what may come next, with its lead line last. The reply then
       starts a few tokens after the line it quotes, not some 200: a small model copies better from near than from
-      far, and its conversations are a third shorter (docs/training.md, "Known limits").
+      far, and its conversations are a quarter shorter (docs/training.md, "Known limits").
     """
 
     FULL = "full"
