@@ -48,6 +48,9 @@ class DemoConfig:
     caption_steps: int = field(default=1200, metadata={"help": "then steps on captions alone: shape needs them"})
     sft_epochs: float = field(default=4.0, metadata={"help": "SFT passes over the data"})
     sft_learning_rate: float = field(default=1e-2, metadata={"help": "a tiny model from scratch wants a high rate"})
+    # Half the conversations with another answer each pass (the rest as the teacher played them): 60.0% -> 63.8-65.8%
+    # after SFT on the same pre-trained model; all of them: 58.8%.
+    swap_answers: float = field(default=0.5, metadata={"help": "share of SFT conversations whose answer is swapped"})
     grpo_steps: int = field(default=20, metadata={"help": "GRPO optimizer steps: two passes over its questions"})
     grpo_questions: int = field(default=20, metadata={"help": "search questions GRPO rolls out on, each many times"})
     grpo_learning_rate: float = field(default=2e-4, metadata={"help": "GRPO learning rate for the tiny model"})
@@ -253,6 +256,7 @@ def _sft(out: Path, config: DemoConfig) -> None:
             train_vision=False,
             epochs=config.sft_epochs,
             learning_rate=config.sft_learning_rate,
+            swap_answers=config.swap_answers,
             warmup_ratio=0.05,
             global_batch_size=8,
             per_device_batch_size=1,  # one conversation per pass: no padding, and 2-3x faster on a CPU than 8

@@ -152,8 +152,9 @@ def test_tokens_the_guide_chose_get_no_weight(sft_data, processor):
     assert trained == expected
 
 
-def test_sft_keeps_encodings_only_when_they_cannot_change(sft_data, processor):
-    from deepmmsearch.train.sft import ConversationCollator, load_sft_rows
+def test_sft_keeps_plain_encodings_and_encodes_augmented_draws_anew(sft_data, processor):
+    from deepmmsearch.data.augment import final_answer
+    from deepmmsearch.train.sft import IGNORE_INDEX, ConversationCollator, load_sft_rows
 
     rows, data_dir = load_sft_rows(str(sft_data), limit=6)
     collator = ConversationCollator(processor, data_dir)
@@ -162,9 +163,23 @@ def test_sft_keeps_encodings_only_when_they_cannot_change(sft_data, processor):
     fresh = ConversationCollator(processor, data_dir)
     kept, encoded = collator([rows[0], rows[3]]), fresh([rows[0], rows[3]])
     assert kept.keys() == encoded.keys() and all(bool((kept[k] == encoded[k]).all()) for k in kept)
-    # Swapped names make every epoch's encoding new; and what does not fit the budget is not kept at all.
-    swapping = ConversationCollator(processor, data_dir, swap_share=0.5, name_pool=["Romi"])
-    swapping.lengths(rows)
     small = ConversationCollator(processor, data_dir)
     small.lengths(rows, keep_bytes=1000)
-    assert not swapping.kept and not small.kept
+    assert not small.kept  # what does not fit the budget is not kept at all
+    # An answer swap draws a new answer each time; the reply that gives it is trained on, the result is not.
+    all_rows, _ = load_sft_rows(str(sft_data))
+    numeric = [r for r in all_rows if (final_answer([m["content"] for m in r["messages"]]) or "").isdigit()]
+    row = next(r for r in numeric if r["requires_search"])  # a number always has others of as many digits
+    swapping = ConversationCollator(processor, data_dir, answer_share=1.0)
+    swapping.lengths([row])
+    assert swapping.kept
+    answer = final_answer([m["content"] for m in row["messages"]])
+    tokenizer = processor.tokenizer
+    replies = set()
+    for _ in range(4):
+        batch = swapping([row])
+        trained = batch["labels"][0] != IGNORE_INDEX
+        reply = tokenizer.decode(batch["input_ids"][0][trained])
+        assert f"<answer>{answer}</answer>" not in reply
+        replies.add(reply)
+    assert len(replies) > 1

@@ -142,6 +142,10 @@ class TrainSFTConfig:
         default=0.0,
         metadata={"help": "share of conversations whose made-up names are swapped each pass (offline world only)"},
     )
+    swap_answers: float = field(
+        default=0.0,
+        metadata={"help": "share of conversations whose answer, as their tool results gave it, is swapped each pass"},
+    )
     seed: int = field(default=0, metadata={"help": "data order and initialization seed"})
     logging_steps: int = field(default=1, metadata={"help": "log every N optimizer steps"})
     save_steps: int = field(default=50, metadata={"help": "checkpoint every N optimizer steps"})
@@ -152,8 +156,9 @@ class TrainSFTConfig:
         for name in ("logging_steps", "save_steps", "max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0 <= self.swap_names <= 1:
-            raise ValueError(f"swap_names is a share of the conversations, from 0 to 1; got {self.swap_names}")
+        for name in ("swap_names", "swap_answers"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} is a share of the conversations, from 0 to 1; got {getattr(self, name)}")
         if self.caption_rows < 0:
             raise ValueError(f"caption_rows must not be negative, got {self.caption_rows}")
 

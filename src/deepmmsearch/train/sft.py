@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from deepmmsearch.data.augment import proper_words, swap_names
+from deepmmsearch.data.augment import final_answer, proper_words, swap_answer, swap_names
 from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.records import Message
 from deepmmsearch.train.config import TrainSFTConfig
@@ -75,8 +75,10 @@ def encode_example(processor: Any, messages: list[Message], image: Any) -> dict[
 class ConversationCollator:
     """Tokenizes rows with :func:`encode_example` and right-pads them into one batch (images concatenated).
 
-    With ``swap_share`` > 0, that share of the conversations has its made-up names swapped for others of
-    ``name_pool`` (see :mod:`deepmmsearch.data.augment`), drawn anew each time a row is batched.
+    Augmentations (see :mod:`deepmmsearch.data.augment`), drawn anew each time a row is batched: with
+    ``swap_share`` > 0, that share of the conversations has its made-up names swapped for others of ``name_pool``;
+    with ``answer_share`` > 0, that share has the answer its tool results gave swapped for another value (of
+    ``answer_pool`` when it is not a number).
     """
 
     def __init__(
@@ -86,6 +88,8 @@ class ConversationCollator:
         swap_share: float = 0.0,
         name_pool: list[str] | None = None,
         seed: int = 0,
+        answer_share: float = 0.0,
+        answer_pool: list[str] | None = None,
     ) -> None:
         from deepmmsearch.models.chat import PAD_TOKEN
 
@@ -94,26 +98,43 @@ class ConversationCollator:
         self.pad_id = processor.tokenizer.convert_tokens_to_ids(PAD_TOKEN)
         self.swap_share = swap_share
         self.name_pool = name_pool or []
+        self.answer_share = answer_share
+        self.answer_pool = answer_pool or []
         self.rng = random.Random(seed)
-        self.kept: dict[str, dict[str, Any]] = {}  # by row content: encodings reused epoch after epoch
+        self.kept: dict[str, dict[str, Any]] = {}  # by row content: plain encodings reused epoch after epoch
 
-    def encode(self, row: dict, augment: bool = False) -> dict[str, Any]:
+    def encode(self, row: dict, texts: list[str] | None = None) -> dict[str, Any]:
+        """The encoded row; with ``texts``, its turns' texts replaced by them (an augmented draw)."""
         from deepmmsearch.images import load_image
 
         image_path = resolve_image(row["image_path"], self.data_dir)
         messages = row_messages(row, image_path)
-        if augment and self.swap_share > 0 and self.rng.random() < self.swap_share:
-            texts = swap_names([m.text for m in messages], self.name_pool, self.rng)
+        if texts is not None:
             messages = [replace(m, text=text) for m, text in zip(messages, texts, strict=True)]
         return encode_example(self.processor, messages, load_image(image_path))
 
+    def augmented(self, row: dict) -> list[str] | None:
+        """The row's turn texts after this draw's augmentations, or None when none was drawn or none applied."""
+        texts = [m["content"] for m in row["messages"]]
+        changed = texts
+        if self.swap_share > 0 and self.rng.random() < self.swap_share:
+            changed = swap_names(changed, self.name_pool, self.rng)
+        if self.answer_share > 0 and self.rng.random() < self.answer_share:
+            changed = swap_answer(changed, [m.get("kind", "") for m in row["messages"]], self.answer_pool, self.rng)
+        return None if changed == texts else changed
+
     def __call__(self, rows: list[dict]) -> dict[str, Any]:
-        return self.pad([self.kept.get(_row_key(row)) or self.encode(row, augment=True) for row in rows])
+        examples = []
+        for row in rows:
+            texts = self.augmented(row)
+            kept = self.kept.get(_row_key(row)) if texts is None else None
+            examples.append(kept or self.encode(row, texts))
+        return self.pad(examples)
 
     def lengths(self, rows: Iterable[dict], keep_bytes: int = 2**31) -> list[int]:
-        """Each row's length in tokens. Encoding is what this costs, so the encodings are kept for the batches of
-        every epoch when nothing varies between epochs (no name swaps) and all of them fit in ``keep_bytes``."""
-        keep, used, lengths = self.swap_share == 0, 0, []
+        """Each row's length in tokens. Encoding is what this costs, so the plain encodings are kept for the batches
+        of every epoch (augmented draws are encoded anew) when all of them fit in ``keep_bytes``."""
+        keep, used, lengths = True, 0, []
         for row in rows:
             encoded = self.encode(row)
             lengths.append(encoded["input_ids"].shape[1])
@@ -207,8 +228,12 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
 
     # --- model: vision tower frozen, LoRA or the whole language model trainable
     model, processor = trainable_model(config.model, dtype, config.lora, config.train_vision)
-    pool = proper_words(m["content"] for row in rows for m in row["messages"]) if config.swap_names else []
-    collator = ConversationCollator(processor, data_dir, config.swap_names, pool, config.seed)
+    texts = [[m["content"] for m in row["messages"]] for row in rows]
+    names = proper_words(t for turns in texts for t in turns) if config.swap_names else []
+    answers = sorted({a for turns in texts if (a := final_answer(turns)) is not None}) if config.swap_answers else []
+    collator = ConversationCollator(
+        processor, data_dir, config.swap_names, names, config.seed, config.swap_answers, answers
+    )
     lengths = collator.lengths(rows)
     keep = [i for i, n in enumerate(lengths) if n <= config.max_length]
     if not keep:
