@@ -54,9 +54,10 @@ class AgentConfig:
         if self.prompts and self.prompts not in set(PromptStyle):
             raise ValueError(f"agent.prompts must be one of {', '.join(PromptStyle)} (or empty), got {self.prompts!r}")
 
-    def prompt_style(self, policy: Policy) -> PromptStyle:
-        """The style episodes are prompted in: the configured one, else the policy's, else full."""
-        return PromptStyle(self.prompts) if self.prompts else policy.prompts or PromptStyle.FULL
+    def prompt_style(self, trained: PromptStyle | None = None) -> PromptStyle:
+        """The style episodes are prompted in: the configured one, else the one the model was ``trained`` in, else
+        full."""
+        return PromptStyle(self.prompts) if self.prompts else trained or PromptStyle.FULL
 
 
 MessageHook = Callable[[Trajectory, Message], None]
@@ -222,7 +223,7 @@ class Agent:
         state = EpisodeState()
         question = trajectory.question
         messages = trajectory.messages
-        style = self.config.prompt_style(self.policy)
+        style = self.config.prompt_style(self.policy.prompts)
         messages.append(Message("system", system_prompt(style)))
         messages.append(
             Message("user", first_turn_prompt(question.question, state, rules, style), image=question.image)

@@ -40,7 +40,6 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
     from deepmmsearch.eval.harness import Scorer
     from deepmmsearch.models.build import read_prompt_style, write_prompt_style
     from deepmmsearch.policies import SamplingConfig
-    from deepmmsearch.protocol import PromptStyle
     from deepmmsearch.records import read_questions
     from deepmmsearch.tools import build_toolbox
     from deepmmsearch.train.common import (
@@ -61,7 +60,7 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
     use_cpu, bf16, dtype = device_and_precision(config.device, config.dtype)
     checkpoint = resume_checkpoint(config.out, resume)
     # Rollouts are prompted in the style the model was trained in; the trained model keeps it.
-    style = PromptStyle(config.agent.prompts or read_prompt_style(config.model) or PromptStyle.FULL)
+    style = config.agent.prompt_style(read_prompt_style(config.model))
     config = replace(config, agent=replace(config.agent, prompts=style.value))
 
     # --- data: questions with their images and gold answers; the rollout looks each one up by id

@@ -19,13 +19,13 @@ from typing import Any
 
 from deepmmsearch.agent import Agent, AgentConfig
 from deepmmsearch.models.chat import EOS_TOKEN, IMAGE_TOKEN, PAD_TOKEN, VIDEO_TOKEN
-from deepmmsearch.protocol import EpisodeState, PromptStyle, StopReason, first_turn_prompt, system_prompt
+from deepmmsearch.protocol import EpisodeState, StopReason, first_turn_prompt, system_prompt
 from deepmmsearch.records import Question, Trajectory
 
 
 def prompt_messages(question: Question, config: AgentConfig) -> list[dict[str, str]]:
     """The dataset prompt of a question: the two turns an episode opens with, tagged with the question id."""
-    style = PromptStyle(config.prompts or PromptStyle.FULL)
+    style = config.prompt_style()
     first = first_turn_prompt(question.question, EpisodeState(), config.rules, style)
     return [
         {"role": "system", "content": system_prompt(style), "qid": question.id},

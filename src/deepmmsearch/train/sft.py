@@ -228,7 +228,8 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
 
     # --- model: vision tower frozen, LoRA or the whole language model trainable
     model, processor = trainable_model(config.model, dtype, config.lora, config.train_vision)
-    texts = [[m["content"] for m in row["messages"]] for row in rows]
+    swapping = config.swap_names or config.swap_answers  # the pools come from the data's texts
+    texts = [[m["content"] for m in row["messages"]] for row in rows] if swapping else []
     names = proper_words(t for turns in texts for t in turns) if config.swap_names else []
     answers = sorted({a for turns in texts if (a := final_answer(turns)) is not None}) if config.swap_answers else []
     collator = ConversationCollator(
