@@ -7,6 +7,7 @@ One model per process is shared by the dense index and the extractive summarizer
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import threading
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,11 @@ class Embedder:
 
     def __init__(self, model: Any) -> None:
         self._model = model
-        self._lock = threading.Lock()
+        # Every call holds the lock: the truncation length is the model's own state, so two threads embedding at
+        # once (summaries at 96 tokens, queries at 64) truncated each other's texts, and a 70-token sentence got
+        # another vector, and another summary, depending on the timing (the demo's training data changed from run
+        # to run with it). Re-entrant because encode_query calls encode.
+        self._lock = threading.RLock()
 
     def encode(
         self, texts: list[str], *, max_tokens: int = 128, batch_size: int = 64, progress: Any = None
@@ -37,27 +42,34 @@ class Embedder:
 
         ``progress`` is an optional callable taking the number of texts just embedded (a progress bar's advance).
         """
+        with self._lock:
+            return self._encode(texts, max_tokens, batch_size, progress)
+
+    def _encode(self, texts: list[str], max_tokens: int, batch_size: int, progress: Any) -> np.ndarray:
         import numpy as np
 
-        self._model.max_seq_length = max_tokens
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)
-        # Sorting by length keeps padding small inside a batch; sentence-transformers sorts within one call
-        # only, so we sort globally and call it per batch to drive the progress bar.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        # Each batch holds texts of one token length only: no padding, so a text's vector is the same bit for bit
+        # whatever it is embedded with (padded batches differ by ~1e-7: a near-tie in a summary could flip).
+        ids = self._model.tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"]
+        lengths = [len(i) for i in ids]
+        order = sorted(range(len(texts)), key=lambda i: (lengths[i], i))
+        batches = [list(group) for _, group in itertools.groupby(order, key=lambda i: lengths[i])]
         out = np.empty((len(texts), DIM), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            vecs = self._model.encode(
-                [texts[i] for i in idx],
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-            out[idx] = vecs
-            if progress is not None:
-                progress(len(idx))
+        for same_length in batches:
+            for start in range(0, len(same_length), batch_size):
+                idx = same_length[start : start + batch_size]
+                self._model.max_seq_length = max_tokens  # set at each batch: a progress callback may embed too
+                out[idx] = self._model.encode(
+                    [texts[i] for i in idx],
+                    batch_size=batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+                if progress is not None:
+                    progress(len(idx))
         return out
 
     def encode_query(self, text: str) -> np.ndarray:
