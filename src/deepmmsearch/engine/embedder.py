@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIM = 384
+PAD_MULTIPLE = 16
 
 
 class Embedder:
@@ -29,47 +30,49 @@ class Embedder:
 
     def __init__(self, model: Any) -> None:
         self._model = model
-        # Every call holds the lock: the truncation length is the model's own state, so two threads embedding at
-        # once (summaries at 96 tokens, queries at 64) truncated each other's texts, and a 70-token sentence got
-        # another vector, and another summary, depending on the timing (the demo's training data changed from run
-        # to run with it). Re-entrant because encode_query calls encode.
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # re-entrant: encode_query holds it and calls encode
 
     def encode(
         self, texts: list[str], *, max_tokens: int = 128, batch_size: int = 64, progress: Any = None
     ) -> np.ndarray:
         """Embed ``texts`` as a float32 (n, 384) array. ``max_tokens`` truncates each text: cost grows with it.
 
-        ``progress`` is an optional callable taking the number of texts just embedded (a progress bar's advance).
+        A text's vector is the same bit for bit whatever it is embedded with. ``progress`` is an optional callable
+        taking the number of texts just embedded (a progress bar's advance).
         """
-        with self._lock:
-            return self._encode(texts, max_tokens, batch_size, progress)
-
-    def _encode(self, texts: list[str], max_tokens: int, batch_size: int, progress: Any) -> np.ndarray:
         import numpy as np
+        import torch
 
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)
-        # Each batch holds texts of one token length only: no padding, so a text's vector is the same bit for bit
-        # whatever it is embedded with (padded batches differ by ~1e-7: a near-tie in a summary could flip).
-        ids = self._model.tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"]
-        lengths = [len(i) for i in ids]
-        order = sorted(range(len(texts)), key=lambda i: (lengths[i], i))
-        batches = [list(group) for _, group in itertools.groupby(order, key=lambda i: lengths[i])]
+        # Written around sentence-transformers' encode, for two reasons. Its truncation (and its tokenizer's) is
+        # state of the shared model, set by each call: threads embedding at once (summaries at 96 tokens, queries at
+        # 64) cut each other's texts, a long sentence got another vector now and then, so another summary, and the
+        # demo's SFT data and vocabulary changed from run to run. So tokenizing holds the lock (the model runs
+        # without it). And it pads a batch to its longest text, which moves a vector's last bits with the batch;
+        # here each text is padded to a width set by its own length (a multiple of 16).
+        tokenizer = self._model.tokenizer
+        batches = []
+        with self._lock:
+            lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"]]
+            widths = [min(max_tokens, -(-n // PAD_MULTIPLE) * PAD_MULTIPLE) for n in lengths]
+            order = sorted(range(len(texts)), key=lambda i: (widths[i], i))
+            for width, group in itertools.groupby(order, key=widths.__getitem__):
+                same_width = list(group)
+                for start in range(0, len(same_width), batch_size):
+                    idx = same_width[start : start + batch_size]
+                    chunk = [texts[i] for i in idx]
+                    features = tokenizer(
+                        chunk, padding="max_length", truncation=True, max_length=width, return_tensors="pt"
+                    )
+                    batches.append((idx, features))
         out = np.empty((len(texts), DIM), dtype=np.float32)
-        for same_length in batches:
-            for start in range(0, len(same_length), batch_size):
-                idx = same_length[start : start + batch_size]
-                self._model.max_seq_length = max_tokens  # set at each batch: a progress callback may embed too
-                out[idx] = self._model.encode(
-                    [texts[i] for i in idx],
-                    batch_size=batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
-                if progress is not None:
-                    progress(len(idx))
+        for idx, features in batches:
+            with torch.inference_mode():
+                vectors = self._model({k: v.to(self._model.device) for k, v in features.items()})
+            out[idx] = torch.nn.functional.normalize(vectors["sentence_embedding"], dim=1).cpu().numpy()
+            if progress is not None:
+                progress(len(idx))
         return out
 
     def encode_query(self, text: str) -> np.ndarray:
