@@ -47,25 +47,23 @@ class Embedder:
             return np.zeros((0, DIM), dtype=np.float32)
         # Written around sentence-transformers' encode, for two reasons. Its truncation (and its tokenizer's) is
         # state of the shared model, set by each call: threads embedding at once (summaries at 96 tokens, queries at
-        # 64) cut each other's texts, a long sentence got another vector now and then, so another summary, and the
-        # demo's SFT data and vocabulary changed from run to run. So tokenizing holds the lock (the model runs
-        # without it). And it pads a batch to its longest text, which moves a vector's last bits with the batch;
-        # here each text is padded to a width set by its own length (a multiple of 16).
+        # 64) cut each other's texts, and the demo's SFT data, so its vocabulary, changed from run to run. So
+        # tokenizing holds the lock (the model runs without it). And it pads a batch to its longest text, which
+        # moves a vector's last bits with the batch; here each text is padded to a width set by its own length.
         tokenizer = self._model.tokenizer
         batches = []
         with self._lock:
-            lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"]]
-            widths = [min(max_tokens, -(-n // PAD_MULTIPLE) * PAD_MULTIPLE) for n in lengths]
+            encoded = tokenizer(texts, truncation=True, max_length=max_tokens)
+            widths = [min(max_tokens, -(-len(ids) // PAD_MULTIPLE) * PAD_MULTIPLE) for ids in encoded["input_ids"]]
             order = sorted(range(len(texts)), key=lambda i: (widths[i], i))
             for width, group in itertools.groupby(order, key=widths.__getitem__):
                 same_width = list(group)
                 for start in range(0, len(same_width), batch_size):
                     idx = same_width[start : start + batch_size]
-                    chunk = [texts[i] for i in idx]
-                    features = tokenizer(
-                        chunk, padding="max_length", truncation=True, max_length=width, return_tensors="pt"
+                    chunk = {key: [values[i] for i in idx] for key, values in encoded.items()}
+                    batches.append(
+                        (idx, tokenizer.pad(chunk, padding="max_length", max_length=width, return_tensors="pt"))
                     )
-                    batches.append((idx, features))
         out = np.empty((len(texts), DIM), dtype=np.float32)
         for idx, features in batches:
             with torch.inference_mode():
