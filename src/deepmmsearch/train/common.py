@@ -40,9 +40,11 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def trainable_model(path: str, dtype: str, lora: LoraSettings, train_vision: bool = False) -> tuple[Any, Any]:
-    """``(model, processor)`` ready to train: vision tower and projector frozen (unless ``train_vision``, for models
-    built from scratch, whose vision weights are random); LoRA on the LM or the whole LM."""
+def trainable_model(
+    path: str, dtype: str, lora: LoraSettings, train_vision: bool = False, train_language_model: bool = True
+) -> tuple[Any, Any]:
+    """``(model, processor)`` ready to train: vision tower and projector frozen (unless ``train_vision``, for a new
+    vision tower); LoRA on the LM, the whole LM, or (``train_language_model`` false, vision alignment) none of it."""
     from deepmmsearch.models.build import load_model
 
     if not path:
@@ -51,7 +53,11 @@ def trainable_model(path: str, dtype: str, lora: LoraSettings, train_vision: boo
     # The projector (visual.merger) lives inside the vision tower in Qwen2.5-VL: one switch freezes both.
     for parameter in model.model.visual.parameters():
         parameter.requires_grad = train_vision
-    if lora.enabled:
+    if not train_language_model:
+        for parameter in model.model.language_model.parameters():
+            parameter.requires_grad = False
+        model.lm_head.weight.requires_grad = False
+    elif lora.enabled:
         from peft import LoraConfig, get_peft_model
 
         peft_config = LoraConfig(

@@ -110,6 +110,40 @@ class TrainPretrainConfig:
 
 
 @dataclass
+class TrainAlignConfig:
+    """Vision alignment of a student whose vision tower is new (`dmms model init --lm`): the vision tower and merger
+    learn captioned pictures while the language model stays frozen, as LLaVA's first stage."""
+
+    model: str = field(default="", metadata={"help": "model folder to start from (`dmms model init --lm`)"})
+    captions: str = field(default="", metadata={"help": "JSON Lines of image, caption (images relative to the file)"})
+    out: str = field(default="runs/align", metadata={"help": "run folder: checkpoints, logs and final/ (the model)"})
+    rows: int | None = field(default=None, metadata={"help": "use the first N captioned pictures only"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the pictures"})
+    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: epochs decide)"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate (LLaVA's first stage: 1e-3)"})
+    lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name"})
+    warmup_ratio: float = field(default=0.03, metadata={"help": "share of the steps spent warming up"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    global_batch_size: int = field(default=16, metadata={"help": "pictures per optimizer step, all devices"})
+    per_device_batch_size: int = field(default=16, metadata={"help": "pictures per forward pass per device"})
+    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16 or float32"})
+    device: str = field(default="auto", metadata={"help": "auto or cpu"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
+    seed: int = field(default=0, metadata={"help": "data order and initialization seed"})
+    logging_steps: int = field(default=10, metadata={"help": "log every N optimizer steps"})
+    save_steps: int = field(default=200, metadata={"help": "checkpoint every N optimizer steps"})
+    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept (older ones are deleted)"})
+
+    def __post_init__(self) -> None:
+        _check_batch(self.global_batch_size, self.per_device_batch_size)
+        for name in ("logging_steps", "save_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.rows is not None and self.rows < 1:
+            raise ValueError(f"rows must be at least 1, got {self.rows}")
+
+
+@dataclass
 class TrainSFTConfig:
     """Supervised cold start on the conversations of ``dmms data build`` (loss on the assistant's tokens only)."""
 
@@ -265,7 +299,7 @@ def accumulation_steps(global_batch: int, per_device: int, world_size: int) -> i
 
 
 def _common(
-    config: TrainPretrainConfig | TrainSFTConfig | TrainGRPOConfig, use_cpu: bool, bf16: bool, accumulation: int
+    config: TrainPretrainConfig | TrainAlignConfig | TrainSFTConfig | TrainGRPOConfig, use_cpu: bool, bf16: bool, accumulation: int
 ) -> dict[str, Any]:
     return {
         "output_dir": config.out,
@@ -304,7 +338,7 @@ def pretrain_args(config: TrainPretrainConfig, use_cpu: bool, bf16: bool, world_
     )
 
 
-def sft_args(config: TrainSFTConfig, use_cpu: bool, bf16: bool, world_size: int) -> Any:
+def sft_args(config: TrainSFTConfig | TrainAlignConfig, use_cpu: bool, bf16: bool, world_size: int) -> Any:
     """TRL's ``SFTConfig`` for our config: batches derived, preparation skipped (our collator tokenizes)."""
     from trl import SFTConfig
 
