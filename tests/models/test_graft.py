@@ -126,7 +126,7 @@ def test_sources_and_errors(tmp_path: Path) -> None:
     gguf.write_bytes(b"")
     assert resolve_lm(str(gguf)).gguf_file == "model.gguf"
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="no config.json"):
+    with pytest.raises(InputError, match=r"no config\.json"):
         resolve_lm(str(tmp_path / "empty"))
     with pytest.raises(ConfigError, match="vision size"):
         graft(tmp_path / "x", str(tmp_path / "empty"), vision="huge")

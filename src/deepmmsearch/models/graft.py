@@ -86,7 +86,9 @@ def load_lm(source: LMSource) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source.path, dtype=torch.float32, **kwargs)
     except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot load a language model from {source.path}: {' '.join(str(e).split())[:300]}") from None
+        raise ConfigError(
+            f"cannot load a language model from {source.path}: {' '.join(str(e).split())[:300]}"
+        ) from None
     family = model.config.model_type
     if family not in LM_FAMILIES:
         raise ConfigError(f"{source.path} is a {family} model; --lm takes one of the families {', '.join(LM_FAMILIES)}")
@@ -135,7 +137,9 @@ def student_config(lm_config: Any, tokenizer: Any, vision: ModelSize) -> Any:
     if head_dim * lm_config.num_attention_heads != lm_config.hidden_size:
         raise ConfigError("the LM's head_dim x heads is not its width; Qwen2.5-VL cannot hold it")
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (EOS_TOKEN, PAD_TOKEN)}
-    image_id, video_id, start_id = tokenizer.convert_tokens_to_ids(["<|image_pad|>", "<|video_pad|>", "<|vision_start|>"])
+    image_id, video_id, start_id = tokenizer.convert_tokens_to_ids(
+        ["<|image_pad|>", "<|video_pad|>", "<|vision_start|>"]
+    )
     text_config = {
         "vocab_size": max(lm_config.vocab_size, len(tokenizer)),
         "hidden_size": lm_config.hidden_size,

@@ -299,7 +299,10 @@ def accumulation_steps(global_batch: int, per_device: int, world_size: int) -> i
 
 
 def _common(
-    config: TrainPretrainConfig | TrainAlignConfig | TrainSFTConfig | TrainGRPOConfig, use_cpu: bool, bf16: bool, accumulation: int
+    config: TrainPretrainConfig | TrainAlignConfig | TrainSFTConfig | TrainGRPOConfig,
+    use_cpu: bool,
+    bf16: bool,
+    accumulation: int,
 ) -> dict[str, Any]:
     return {
         "output_dir": config.out,
