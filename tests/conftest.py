@@ -131,3 +131,75 @@ def example_kb() -> Path:
 @pytest.fixture
 def example_image() -> Path:
     return EXAMPLES / "lighthouse.png"
+
+
+# ---------------------------------------------------------------------------------------------- tiny language models
+
+
+def _tiny_source_tokenizer() -> object:
+    """A byte-level BPE that, like SmolLM2's, holds only three of Qwen's special tokens (ids 0-2)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from deepmmsearch.models.chat import SPECIAL_TOKENS
+    from deepmmsearch.models.tokenizers import default_corpus
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=list(SPECIAL_TOKENS[:3]), initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    backend.train_from_iterator(default_corpus(), trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+
+
+def save_tiny_lm(folder: Path, family: str = "llama") -> Path:
+    """A tiny random causal LM of a family that ``dmms model init --lm`` takes, saved with its tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = _tiny_source_tokenizer()
+    shape = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+    )
+    torch.manual_seed(1)
+    if family == "llama":
+        model = LlamaForCausalLM(LlamaConfig(**shape, rope_theta=100_000.0, tie_word_embeddings=True))
+    else:
+        model = Qwen2ForCausalLM(Qwen2Config(**shape, rope_theta=1_000_000.0, tie_word_embeddings=False))
+        with torch.no_grad():  # Qwen2's q/k/v biases are real weights: make them count
+            for layer in model.model.layers:
+                for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                    proj.bias.normal_(0, 0.5)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_factory(tmp_path_factory) -> Callable[[str], Path]:
+    """``factory(family)``: the folder of a tiny random ``llama`` or ``qwen2`` LM (built once per family)."""
+    built: dict[str, Path] = {}
+
+    def factory(family: str = "llama") -> Path:
+        if family not in built:
+            built[family] = save_tiny_lm(tmp_path_factory.mktemp(f"lm-{family}"), family)
+        return built[family]
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def tiny_student(tiny_lm_factory, tmp_path_factory) -> Path:
+    """A student around a tiny random Llama (`dmms model init --lm`), loadable as hf:DIR."""
+    from deepmmsearch.models.graft import graft
+
+    return graft(tmp_path_factory.mktemp("student") / "tiny", str(tiny_lm_factory("llama")), say=lambda _: None)

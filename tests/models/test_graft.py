@@ -22,55 +22,6 @@ CHAT = [
 ]
 
 
-def _source_tokenizer() -> object:
-    """A byte-level BPE that, like SmolLM2's, holds only three of Qwen's special tokens (ids 0-2)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from deepmmsearch.models.tokenizers import default_corpus
-
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=list(SPECIAL_TOKENS[:3]), initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    backend.train_from_iterator(default_corpus(), trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-
-
-@pytest.fixture(scope="module")
-def source_tokenizer():
-    return _source_tokenizer()
-
-
-def _save_lm(folder: Path, family: str, tokenizer) -> Path:
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
-
-    shape = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        rms_norm_eps=1e-5,
-    )
-    torch.manual_seed(1)
-    if family == "llama":
-        model = LlamaForCausalLM(LlamaConfig(**shape, rope_theta=100_000.0, tie_word_embeddings=True))
-    else:
-        model = Qwen2ForCausalLM(Qwen2Config(**shape, rope_theta=1_000_000.0, tie_word_embeddings=False))
-        with torch.no_grad():  # Qwen2's q/k/v biases are real weights: make them count
-            for layer in model.model.layers:
-                for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
-                    proj.bias.normal_(0, 0.5)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def _assert_same_text_logits(student_dir: Path, lm, lm_tokenizer) -> None:
     student, processor = load_model(student_dir, dtype="float32", device="cpu")
     text = processor.tokenizer.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True)
@@ -83,8 +34,11 @@ def _assert_same_text_logits(student_dir: Path, lm, lm_tokenizer) -> None:
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
-def test_grafted_text_logits_equal_the_source(tmp_path: Path, source_tokenizer, family: str) -> None:
-    source = _save_lm(tmp_path / family, family, source_tokenizer)
+def test_grafted_text_logits_equal_the_source(tmp_path: Path, tiny_lm_factory, family: str) -> None:
+    from transformers import AutoTokenizer
+
+    source = tiny_lm_factory(family)
+    source_tokenizer = AutoTokenizer.from_pretrained(source)
     out = graft(tmp_path / "student", str(source), vision="tiny", say=lambda _: None)
     lm, lm_tokenizer = load_lm(resolve_lm(str(source)))
     _assert_same_text_logits(out, lm, lm_tokenizer)
@@ -103,14 +57,13 @@ def test_grafted_text_logits_equal_the_source(tmp_path: Path, source_tokenizer, 
     assert student.config.text_config.rope_parameters["mrope_section"] == mrope_section(16) == [2, 3, 3]
 
 
-def test_a_grafted_student_sees_and_generates(tmp_path: Path, source_tokenizer) -> None:
+def test_a_grafted_student_sees(tiny_student: Path) -> None:
     from PIL import Image
 
     from deepmmsearch.models.encoding import encode_conversation
     from deepmmsearch.records import Message
 
-    out = graft(tmp_path / "student", str(_save_lm(tmp_path / "lm", "llama", source_tokenizer)), say=lambda _: None)
-    model, processor = load_model(out, dtype="float32", device="cpu")
+    model, processor = load_model(tiny_student, dtype="float32", device="cpu")
     enc = encode_conversation(processor, [Message("user", "What is this?", image="x")], Image.new("RGB", (64, 64)))
     assert int(enc["mm_token_type_ids"].sum()) > 0
     with torch.no_grad():
@@ -134,8 +87,8 @@ def test_sources_and_errors(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "no config.json" in result.output
 
 
-def test_the_cli_builds_a_student(tmp_path: Path, source_tokenizer) -> None:
-    source = _save_lm(tmp_path / "lm", "qwen2", source_tokenizer)
+def test_the_cli_builds_a_student(tmp_path: Path, tiny_lm_factory) -> None:
+    source = tiny_lm_factory("qwen2")
     result = CliRunner().invoke(app, ["model", "init", "--out", str(tmp_path / "s"), "--lm", str(source)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "s" / "config.json").is_file() and (tmp_path / "s" / "processor_config.json").is_file()

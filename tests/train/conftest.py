@@ -28,3 +28,16 @@ def tiny_model(tmp_path_factory) -> Path:
     from deepmmsearch.models.build import init_model
 
     return init_model(tmp_path_factory.mktemp("model") / "tiny", vocab="small", size="tiny")
+
+
+@pytest.fixture(scope="session")
+def grpo_config(tmp_path_factory) -> Path:
+    # Tiny rollouts: short replies and episodes, 2 questions x 2 rollouts per step.
+    path = tmp_path_factory.mktemp("cfg") / "grpo.yaml"
+    path.write_text(
+        "agent: {rules: {max_turns: 3, max_tool_calls: 2}}\n"
+        "num_generations: 2\nquestions_per_step: 2\nper_device_batch_size: 2\n"
+        "max_new_tokens: 12\nlearning_rate: 1.0e-3\nwarmup_steps: 0\ndevice: cpu\n"
+        "save_steps: 1\nlogging_steps: 1\nseed: 3\n"
+    )
+    return path

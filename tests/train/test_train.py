@@ -58,19 +58,6 @@ def _grpo_flags(small_world: Path, model: Path, out: Path) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module")
-def grpo_config(tmp_path_factory) -> Path:
-    # Tiny rollouts: short replies and episodes, 2 questions x 2 rollouts per step.
-    path = tmp_path_factory.mktemp("cfg") / "grpo.yaml"
-    path.write_text(
-        "agent: {rules: {max_turns: 3, max_tool_calls: 2}}\n"
-        "num_generations: 2\nquestions_per_step: 2\nper_device_batch_size: 2\n"
-        "max_new_tokens: 12\nlearning_rate: 1.0e-3\nwarmup_steps: 0\ndevice: cpu\n"
-        "save_steps: 1\nlogging_steps: 1\nseed: 3\n"
-    )
-    return path
-
-
 def test_shipped_configs_load_with_the_papers_values():
     sft = load_config(TrainSFTConfig, REPO / "configs" / "sft-qwen2.5-vl-7b.yaml")
     assert (sft.lora.enabled, sft.lora.rank, sft.epochs, sft.learning_rate) == (True, 8, 3, 1e-4)

@@ -1,5 +1,5 @@
-"""``dmms train pretrain|sft|grpo``: LM pre-training of a model built from scratch, the SFT cold start and online
-GRPO, from a YAML config that flags override.
+"""``dmms train pretrain|align|sft|grpo``: LM pre-training of a model built from scratch, vision alignment of a
+student around a released LM, the SFT cold start and online GRPO, from a YAML config that flags override.
 
 Run under ``accelerate launch`` (configs/accelerate/) for several devices or nodes; a plain ``dmms train`` is
 one process.
@@ -91,6 +91,41 @@ def pretrain(
     )
     summary = train_pretrain(load_config(TrainPretrainConfig, config, overrides), resume=resume)
     _emit(summary, as_json, "pretrain")
+
+
+@train_app.command("align")
+@user_errors
+def align(
+    config: TrainConfigOpt = None,
+    model: ModelDirOpt = None,
+    captions: CaptionsOpt = None,
+    out: OutOpt = None,
+    rows: Annotated[int | None, typer.Option("--rows", help="Use the first N captioned pictures only.")] = None,
+    epochs: EpochsOpt = None,
+    max_steps: MaxStepsOpt = None,
+    lr: LrOpt = None,
+    save_steps: SaveStepsOpt = None,
+    resume: ResumeOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Vision alignment of a `dmms model init --lm` student: its new vision tower learns captioned pictures while
+    the language model stays frozen."""
+    from deepmmsearch.config import load_config
+    from deepmmsearch.train.align import train_align
+    from deepmmsearch.train.config import TrainAlignConfig
+
+    overrides = _common_overrides(
+        model,
+        out,
+        captions=str(captions) if captions else None,
+        rows=rows,
+        epochs=epochs,
+        max_steps=max_steps,
+        learning_rate=lr,
+        save_steps=save_steps,
+    )
+    summary = train_align(load_config(TrainAlignConfig, config, overrides), resume=resume)
+    _emit(summary, as_json, "align")
 
 
 @train_app.command("sft")

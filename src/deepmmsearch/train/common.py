@@ -22,7 +22,8 @@ FINAL_DIR = "final"
 
 
 def device_and_precision(device: str, dtype: str) -> tuple[bool, bool, str]:
-    """``(use_cpu, bf16, model dtype)`` for a config's device and dtype names."""
+    """``(use_cpu, bf16, model dtype)`` for a config's device and dtype names. On a CPU, bfloat16 trains float32
+    weights under bfloat16 autocast: the compute is bfloat16's, and small updates are not rounded away."""
     import torch
 
     use_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
@@ -32,7 +33,7 @@ def device_and_precision(device: str, dtype: str) -> tuple[bool, bool, str]:
         dtype = "float32" if use_cpu else "bfloat16"
     if dtype not in ("float32", "bfloat16"):
         raise ConfigError(f"unknown training dtype {dtype!r}; use auto, float32 or bfloat16")
-    return use_cpu, dtype == "bfloat16", dtype
+    return use_cpu, dtype == "bfloat16", "float32" if use_cpu else dtype
 
 
 def world_size() -> int:
