@@ -19,7 +19,7 @@ from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.models.build import read_prompt_style
 from deepmmsearch.protocol import PromptStyle
 from deepmmsearch.train.common import read_metrics
-from deepmmsearch.train.config import TrainGRPOConfig, TrainPretrainConfig, TrainSFTConfig
+from deepmmsearch.train.config import TrainAlignConfig, TrainGRPOConfig, TrainPretrainConfig, TrainSFTConfig
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
@@ -68,6 +68,12 @@ def test_shipped_configs_load_with_the_papers_values():
     kinds = {"pretrain": TrainPretrainConfig, "sft": TrainSFTConfig, "grpo": TrainGRPOConfig}
     for kind, config_class in kinds.items():
         load_config(config_class, REPO / "configs" / f"{kind}-tiny-cpu.yaml")
+    kinds = {"align": TrainAlignConfig, "sft": TrainSFTConfig, "grpo": TrainGRPOConfig}
+    student = {
+        kind: load_config(config_class, REPO / "configs" / f"{kind}-smollm2-cpu.yaml")
+        for kind, config_class in kinds.items()
+    }
+    assert student["sft"].lora.enabled and student["grpo"].lora.enabled and not student["sft"].train_vision
     with pytest.raises(ConfigError, match="unknown key"):
         load_config(TrainSFTConfig, None, {"lora.rnk": 4})
     with pytest.raises(ConfigError, match="multiple of per_device_batch_size"):
