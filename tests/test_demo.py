@@ -7,11 +7,9 @@ import sys
 from deepmmsearch.protocol import PromptStyle, system_prompt
 
 
-def test_quick_demo_runs_end_to_end_and_resumes(tmp_path, tiny_lm_factory):
+def test_quick_demo_runs_end_to_end_and_resumes(tmp_path):
     out = tmp_path / "demo"
-    # The student around a tiny random Llama: the pipeline is SmolLM2's, at a size a test can afford.
-    lm = str(tiny_lm_factory("llama"))
-    command = [sys.executable, "-m", "deepmmsearch", "demo", "--quick", "--out", str(out), "--lm", lm]
+    command = [sys.executable, "-m", "deepmmsearch", "demo", "--quick", "--out", str(out)]
     first = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     for system in ("Direct", "RAG", "Prompt", "SFT", "RL"):
@@ -19,7 +17,7 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path, tiny_lm_factory):
     results = json.loads((out / "results.json").read_text())
     assert len(results["table"]) == 5
     stages = set(results["timings"])
-    assert stages == {"world", "data", "model-init", "align", "sft", "grpo", "eval"}
+    assert stages == {"world", "data", "model-init", "pretrain", "sft", "grpo", "eval"}
     for row in results["table"]:
         assert 0 <= row["overall"] <= 100
     rag = results["table"][1]
@@ -51,3 +49,21 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path, tiny_lm_factory):
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stderr.count("already done") == 6 and (out / "eval" / "4-agent" / "report.json").is_file()
+
+
+def test_quick_demo_with_a_pretrained_student(tmp_path, tiny_lm_factory):
+    # The student around a tiny random Llama: the pipeline SmolLM2's student runs, at a size a test can afford.
+    out = tmp_path / "demo"
+    lm = str(tiny_lm_factory("llama"))
+    command = [sys.executable, "-m", "deepmmsearch", "demo", "--quick", "--out", str(out)]
+    done = subprocess.run(
+        [*command, "--student", "pretrained", "--lm", lm], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["timings"]) == {"world", "data", "model-init", "align", "sft", "grpo", "eval"}
+    assert [row["system"] for row in results["table"]][:3] == ["Direct answer", "RAG workflow", "Prompt agent"]
+    assert all("aligned student" in row["detail"] for row in results["table"][:3])  # the baselines run it, no SFT
+    assert (out / "align" / "final" / "config.json").is_file() and not (out / "pretrain").exists()
+    bad = subprocess.run([*command, "--student", "other"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "unknown student" in bad.stderr

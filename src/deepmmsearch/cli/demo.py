@@ -21,11 +21,13 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the world and of training.")] = 0,
     lm: Annotated[
         str,
-        typer.Option(help="The student's language model: smollm2-135m-instruct, a GGUF file, a folder or a hub id."),
+        typer.Option(
+            help="With --student pretrained: its language model (smollm2-135m-instruct, a GGUF, a folder, a hub id)."
+        ),
     ] = "smollm2-135m-instruct",
     student: Annotated[
-        str, typer.Option(help="pretrained (--lm with a new vision tower) or scratch (a tiny model from scratch).")
-    ] = "pretrained",
+        str, typer.Option(help="scratch (a tiny model from scratch) or pretrained (--lm with a new vision tower).")
+    ] = "scratch",
 ) -> None:
     """Build the world and SFT data, align and train the student (SFT, then GRPO), evaluate five systems, print
     the table."""

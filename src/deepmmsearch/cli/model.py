@@ -23,7 +23,9 @@ def init(
     ] = "small",
     size: Annotated[
         str,
-        typer.Option(help="tiny (the demo's), mini (tiny, twice as wide), small, 3b, 7b (released Qwen2.5-VL shapes)."),
+        typer.Option(
+            help="tiny (the scratch student's), mini (tiny, twice as wide), small, 3b, 7b (released Qwen2.5-VL shapes)."
+        ),
     ] = "tiny",
     corpus: Annotated[
         Path | None, typer.Option(help="Text or JSONL file to train the small vocabulary on (default: built in).")
