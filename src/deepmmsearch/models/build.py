@@ -26,6 +26,19 @@ def build_tokenizer(vocab: str, corpus: Iterable[str] | None = None, vocab_size:
     raise ConfigError(f"unknown vocabulary {vocab!r}; use one of: {', '.join(VOCABS)}")
 
 
+def vision_config(size: ModelSize, out_hidden_size: int) -> dict[str, Any]:
+    """The vision tower of a size, its merger projecting to ``out_hidden_size`` (the language model's width)."""
+    return {
+        "depth": size.vision_depth,
+        "hidden_size": size.vision_hidden_size,
+        "intermediate_size": size.vision_intermediate_size,
+        "num_heads": size.vision_heads,
+        "out_hidden_size": out_hidden_size,
+        "fullatt_block_indexes": list(size.fullatt_block_indexes),
+        "tokens_per_second": size.tokens_per_second,
+    }
+
+
 def build_config(size: ModelSize, tokenizer: Any) -> Any:
     """A ``Qwen2_5_VLConfig`` of this size whose token ids are the tokenizer's."""
     from transformers import Qwen2_5_VLConfig
@@ -51,18 +64,9 @@ def build_config(size: ModelSize, tokenizer: Any) -> Any:
         "eos_token_id": ids[EOS_TOKEN],
         "pad_token_id": ids[PAD_TOKEN],
     }
-    vision_config = {
-        "depth": size.vision_depth,
-        "hidden_size": size.vision_hidden_size,
-        "intermediate_size": size.vision_intermediate_size,
-        "num_heads": size.vision_heads,
-        "out_hidden_size": size.hidden_size,
-        "fullatt_block_indexes": list(size.fullatt_block_indexes),
-        "tokens_per_second": size.tokens_per_second,
-    }
     return Qwen2_5_VLConfig(
         text_config=text_config,
-        vision_config=vision_config,
+        vision_config=vision_config(size, size.hidden_size),
         image_token_id=ids[IMAGE_TOKEN],
         video_token_id=ids[VIDEO_TOKEN],
         vision_start_token_id=tokenizer.convert_tokens_to_ids(VISION_START_TOKEN),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmmsearch.errors import ConfigError, InputError
+from deepmmsearch.models.build import vision_config
 from deepmmsearch.models.chat import CHAT_TEMPLATE, EOS_TOKEN, N_SKIPPED_SPECIAL, PAD_TOKEN, SPECIAL_TOKENS
 from deepmmsearch.models.sizes import ModelSize, get_size
 
@@ -160,18 +161,9 @@ def student_config(lm_config: Any, tokenizer: Any, vision: ModelSize) -> Any:
         "eos_token_id": ids[EOS_TOKEN],
         "pad_token_id": ids[PAD_TOKEN],
     }
-    vision_config = {
-        "depth": vision.vision_depth,
-        "hidden_size": vision.vision_hidden_size,
-        "intermediate_size": vision.vision_intermediate_size,
-        "num_heads": vision.vision_heads,
-        "out_hidden_size": lm_config.hidden_size,
-        "fullatt_block_indexes": list(vision.fullatt_block_indexes),
-        "tokens_per_second": vision.tokens_per_second,
-    }
     return Qwen2_5_VLConfig(
         text_config=text_config,
-        vision_config=vision_config,
+        vision_config=vision_config(vision, lm_config.hidden_size),
         image_token_id=image_id,
         video_token_id=video_id,
         vision_start_token_id=start_id,
