@@ -200,7 +200,21 @@ def test_cli_eval_and_score(tmp_path: Path) -> None:
     assert result["score"] == pytest.approx(100 * (2 * (1 / 3) + 8 * (2 / 3)) / 10, abs=0.01)
     assert result["items"][0]["id"] == "a" and 0 < result["items"][0]["score"] < 1
     unknown = CliRunner().invoke(app, ["score", str(predictions), "--metric", "bleu"])
-    assert unknown.exit_code == 1 and "known: exact, rule, vqa, infoseek, llm" in unknown.output
+    assert unknown.exit_code == 1
+    assert "known: exact, rule, vqa, aokvqa, infoseek, encyclopedic_vqa, llm" in unknown.output
+
+
+def test_cli_score_needs_no_image(tmp_path: Path) -> None:
+    predictions = tmp_path / "p.jsonl"
+    rows = [
+        {"id": "a", "question": "?", "answers": ["dog"] * 3, "prediction": "dog"},
+        {"id": "b", "question": "?", "answers": ["dog"] * 3, "prediction": "cat", "difficult_direct_answer": True},
+    ]
+    predictions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    scored = CliRunner().invoke(app, ["score", str(predictions), "--metric", "aokvqa"])
+    assert scored.exit_code == 0, scored.output
+    assert "aokvqa: 100.00" in scored.output
+    assert "left out: 1 question(s) marked difficult_direct_answer" in scored.output
 
 
 def test_score_infoseek_reports_split_harmonic_mean() -> None:
@@ -214,6 +228,46 @@ def test_score_infoseek_reports_split_harmonic_mean() -> None:
     assert (result["unseen_question_score"], result["unseen_entity_score"]) == (50.0, 100.0)
     assert result["score"] == pytest.approx(66.67)
     assert result["by_question_type"]["string"]["n"] == 3
+
+
+def _official_infoseek_records() -> list[dict]:
+    # Both answer_eval shapes of numerical questions, both splits, and a curly apostrophe the official keeps.
+    rows = [
+        ("uq_num_list", "val_unseen_question", "numerical", [{"wikidata": 38.0, "range": [34.2, 41.8]}], "about 40 m"),
+        ("uq_num_dict", "val_unseen_question", "numerical", {"wikidata": 120.0, "range": [108.0, 132.0]}, "150"),
+        ("uq_string", "val_unseen_question", "string", ["Vellmar", "Province of Vellmar"], "the province of Vellmar"),
+        ("uq_time", "val_unseen_question", "time", ["1871"], "May 1871"),
+        ("uq_curly_quote", "val_unseen_question", "string", ["Côte d’Ivoire"], "Côte d'Ivoire"),
+        ("uq_string2", "val_unseen_question", "string", ["Lake Constance", "Bodensee"], "Bodensee."),
+        ("ue_num_dict_range", "val_unseen_entity", "numerical", {"wikidata": 10.0, "range": [8.5, 11.0]}, "9-10"),
+        ("ue_num_list_iou", "val_unseen_entity", "numerical", [{"wikidata": 38.0, "range": [34.2, 41.8]}], "30 to 40"),
+        ("ue_string", "val_unseen_entity", "string", ["Eiffel Tower"], "Eiffel Tower in Paris"),
+        ("ue_num_none", "val_unseen_entity", "numerical", [{"wikidata": 38.0, "range": [34.2, 41.8]}], "no idea"),
+        ("ue_time", "val_unseen_entity", "time", ["1999"], "1999"),
+    ]
+    return [
+        {"id": i, "question": "?", "split": s, "question_type": t, "answer_eval": a, "prediction": p}
+        for i, s, t, a, p in rows
+    ]
+
+
+def test_score_infoseek_equals_the_official_script() -> None:
+    # edchengg/infoseek_eval infoseek_eval.py (commit bec0c4c), run on these cases as released files, gave
+    # unseen_question 50.0, unseen_entity 40.0, final_score 44.44, and these per-question scores.
+    result = asyncio.run(score_records(_official_infoseek_records(), "infoseek"))
+    assert (result["unseen_question_score"], result["unseen_entity_score"], result["score"]) == (50.0, 40.0, 44.44)
+    correct = {"uq_num_list", "uq_string", "uq_string2", "ue_num_dict_range", "ue_time"}
+    assert {i["id"] for i in result["items"] if i["score"] == 1.0} == correct
+
+
+def test_llm_metric_reports_the_infoseek_harmonic_mean(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def fake_ask(self, prediction, question):  # type: ignore[no-untyped-def]
+        return question.id.startswith("uq")  # every unseen_question answer right, every unseen_entity one wrong
+
+    monkeypatch.setattr(LLMJudge, "_ask", fake_ask)
+    result = asyncio.run(score_records(_official_infoseek_records(), "llm", "judge-model@http://127.0.0.1:9/v1"))
+    assert (result["unseen_question_score"], result["unseen_entity_score"]) == (100.0, 0.0)
+    assert result["score"] == pytest.approx(0.0, abs=1e-6)  # the official harmonic mean, not the pooled 54.55
 
 
 def test_llm_judge_falls_back_to_rule_when_unreachable(tmp_path: Path) -> None:

@@ -7,10 +7,14 @@ import pytest
 from deepmmsearch.errors import ConfigError
 from deepmmsearch.eval.judges import (
     METRICS,
+    aokvqa_direct_answer_accuracy,
     get_judge,
+    infoseek_gold_numbers,
     infoseek_numerical_match,
     infoseek_process_numerical_answer,
     judge_answer,
+    judge_aokvqa,
+    judge_encyclopedic_vqa,
     judge_exact,
     judge_infoseek,
     judge_vqa,
@@ -102,7 +106,7 @@ def test_rule_rejects(prediction: str, gold: str) -> None:
 
 def test_rule_is_the_default_metric_and_registry_lists_names() -> None:
     assert METRICS["rule"] is judge_answer
-    with pytest.raises(ConfigError, match="known: exact, rule, vqa, infoseek, llm"):
+    with pytest.raises(ConfigError, match="known: exact, rule, vqa, aokvqa, infoseek, encyclopedic_vqa, llm"):
         get_judge("bleu")
 
 
@@ -144,11 +148,44 @@ def test_vqa_accuracy_is_leave_one_out_min_matches_over_three() -> None:
     assert vqa_accuracy("cow", ["dog"] * 10) == 0.0
 
 
-def test_vqa_gold_normalized_only_when_annotators_disagree() -> None:
-    # All ten agree on "t-shirt": the gold is left alone, while the prediction becomes "t shirt": no match.
-    assert vqa_accuracy("t-shirt", ["t-shirt"] * 10) == 0.0
-    # Once they disagree, the gold gets punctuation processing too, and the two meet.
+def test_vqa_normalizes_answers_and_prediction_only_when_annotators_disagree() -> None:
+    # All ten agree on "t-shirt": neither side is processed, so the verbatim prediction matches.
+    assert vqa_accuracy("t-shirt", ["t-shirt"] * 10) == 1.0
+    assert vqa_accuracy("Yes", ["yes"] * 10) == 0.0  # not even lower-cased
+    # Once they disagree, both sides get punctuation and digit/article processing, and "two" meets "2".
     assert vqa_accuracy("t-shirt", ["t-shirt"] * 9 + ["shirt"]) == 1.0
+    assert vqa_accuracy("2", ["two"] * 3 + ["3"] * 7) == pytest.approx(0.9)
+
+
+# (prediction, the ten answers, accuracy): the accuracy is what GT-Vision-Lab/VQA
+# PythonEvaluationTools/vqaEvaluation/vqaEval.py at commit a013f00 ("Fixed processing answers bug", 2021-03-11)
+# computed for these cases, run unmodified under Python 2.7.
+VQA_OFFICIAL_CASES = [
+    ("t-shirt", ["t-shirt"] * 10, 1.0),
+    ("t shirt", ["t-shirt"] * 10, 0.0),
+    ("two", ["2"] * 10, 0.0),
+    ("Yes", ["yes"] * 10, 0.0),
+    ("dog.", ["dog"] * 10, 0.0),
+    (" tennis\n", ["tennis"] * 10, 1.0),
+    ("t-shirt", ["t-shirt"] * 9 + ["shirt"], 1.0),
+    ("2", ["two"] * 3 + ["3"] * 7, 0.9),
+    ("a Dog.", ["the dog"] * 4 + ["cat"] * 6, 1.0),
+    ("1000", ["1,000"] * 3 + ["1000"] * 7, 1.0),
+    ("dont know", ["don't know"] * 3 + ["dunno"] * 7, 0.9),
+    ("zero", ["0"] * 2 + ["none"] * 2 + ["1"] * 6, 1.0),
+    ("Tennis", ["tennis"] * 2 + ["golf"] * 8, 0.6),
+    ("tennis", ["tennis"] + ["golf"] * 9, 0.3),
+    ("3.5", ["3.5"] * 3 + ["3"] * 7, 0.9),
+    ("black / white", ["black/white"] * 3 + ["black and white"] * 7, 0.9),
+    ("green", ["red"] * 3 + ["blue"] * 7, 0.0),
+    ("Hydrant", ["fire hydrant"] * 2 + ["hydrant"] * 2 + ["water"] * 2 + ["fire hydrant"] * 2 + ["hydrant"] * 2, 1.0),
+    ("a.\u0663", ["a\u0663"] * 5 + ["b"] * 5, 1.0),  # \d is ASCII-only under Python 2: the period goes
+]
+
+
+@pytest.mark.parametrize(("prediction", "answers", "expected"), VQA_OFFICIAL_CASES)
+def test_vqa_accuracy_equals_the_official_script(prediction: str, answers: list[str], expected: float) -> None:
+    assert vqa_accuracy(prediction, answers) == pytest.approx(expected, abs=1e-12)
 
 
 def test_judge_vqa_uses_answers() -> None:
@@ -188,3 +225,96 @@ def test_infoseek_judge_by_question_type() -> None:
     time = q("1871", answer_eval=["1871"], question_type="time")
     assert judge_infoseek("1871", time).correct
     assert not judge_infoseek("May 1871", time).correct  # the official time metric is exact match too
+
+
+@pytest.mark.parametrize("answer_eval", [{"wikidata": 120.0, "range": [108.0, 132.0]}, ["108.0", "132.0"]])
+def test_infoseek_numerical_gold_in_every_released_shape(answer_eval) -> None:
+    question = q("120", answer_eval=answer_eval, question_type="numerical")
+    assert infoseek_gold_numbers(question) == [108.0, 132.0]
+    assert judge_infoseek("125", question).correct and not judge_infoseek("150", question).correct
+    listed = q("120", answer_eval=[{"wikidata": 120.0, "range": [108.0, 132.0]}, {"range": [1.0, 2.0]}])
+    assert infoseek_gold_numbers(listed) == [108.0, 132.0]  # the first item, as the official script reads it
+    assert infoseek_gold_numbers(q("38", answer_eval=[{"wikidata": 38.0}])) == 38.0  # no range: +/-10% of the value
+
+
+def test_infoseek_strings_are_normalized_as_the_official_script() -> None:
+    # The official normalization removes ASCII punctuation only: a curly apostrophe stays.
+    question = q("Côte d’Ivoire", answer_eval=["Côte d’Ivoire"], question_type="string")
+    assert not judge_infoseek("Côte d'Ivoire", question).correct
+    assert judge_infoseek("côte d’ivoire.", question).correct
+
+
+# ---------------------------------------------------------------------------------------------- aokvqa
+
+# (prediction, direct_answers, accuracy): what allenai/aokvqa evaluation/eval_predictions.py (eval_aokvqa, commit
+# 83786de) gives for each case alone; a None prediction is a question missing from the predictions file.
+AOKVQA_OFFICIAL_CASES = [
+    ("dog", ["dog"] * 10, 1.0),
+    ("dog", ["dog"] * 2 + ["cat"] * 8, 2 / 3),
+    ("dog", ["dog"] + ["cat"] * 9, 1 / 3),
+    ("Dog", ["dog"] * 3 + ["cat"] * 7, 0.0),  # compared verbatim
+    ("dog ", ["dog"] * 3 + ["cat"] * 7, 0.0),
+    (None, ["dog"] * 10, 0.0),
+    ("2", ["two"] * 4 + ["2"] * 6, 1.0),
+    ("dog", ["the dog"] * 5 + ["dog"] * 5, 1.0),
+]
+
+
+@pytest.mark.parametrize(("prediction", "answers", "expected"), AOKVQA_OFFICIAL_CASES)
+def test_aokvqa_equals_the_official_script(prediction: str | None, answers: list[str], expected: float) -> None:
+    result = judge_aokvqa(prediction, q(*answers))
+    assert result.score == pytest.approx(expected) and result.correct == (expected > 0)
+    if prediction is not None:
+        assert aokvqa_direct_answer_accuracy(prediction, answers) == pytest.approx(expected)
+
+
+# ---------------------------------------------------------------------------------------------- encyclopedic_vqa
+
+# (prediction, answers, question_type, score): the exact-match stage (exact_match_scoring_function, the max over the
+# answers) of google-research/google-research encyclopedic_vqa/evaluation_utils.py (read at commit 5b09c22d).
+EVQA_OFFICIAL_CASES = [
+    ("Menger family", ["the Menger family"], "automatic", 1.0),
+    ("1872.", ["1871", "1872"], "templated", 1.0),
+    ("The answer is Paris", ["Paris"], "templated", 1.0),
+    ("three", ["3"], "templated", 1.0),
+    ("True", ["yes"], "templated", 1.0),
+    ("Cote d'Ivoire", ["Côte d’Ivoire"], "templated", 0.0),
+    ("Côte d'Ivoire", ["Côte d’Ivoire"], "templated", 1.0),
+    ("William and Mary Menger", ["the Menger family"], "automatic", 0.0),
+    ("red and white", ["red&&white"], "multi_answer", 1.0),
+    ("red", ["red&&white"], "multi_answer", 1.0),  # IoU 1/2 reaches the official 0.5 threshold
+    ("red", ["red&&white&&blue"], "multi_answer", 0.0),
+    ("white, blue", ["red&&white&&blue"], "multi_answer", 1.0),
+    ("red, white, blue, green, black", ["red&&white"], "multi_answer", 0.0),
+    ("Oak & Ash", ["oak&&ash"], "multi_answer", 1.0),
+    ("White, red.", ["red&&white"], "multi_answer", 1.0),
+    ("c and d", ["a&&b", "c&&d"], "multi_answer", 1.0),
+    ("green", ["red&&white"], "multi_answer", 0.0),
+    ("in 1871", ["1871"], "2_hop", 0.0),
+]
+
+
+@pytest.mark.parametrize(("prediction", "answers", "qtype", "expected"), EVQA_OFFICIAL_CASES)
+def test_encyclopedic_vqa_equals_the_official_exact_match(
+    prediction: str, answers: list[str], qtype: str, expected: float
+) -> None:
+    assert judge_encyclopedic_vqa(prediction, q(*answers, question_type=qtype)).score == expected
+
+
+def test_encyclopedic_vqa_splits_a_raw_multi_answer_gold_without_its_question_type() -> None:
+    assert judge_encyclopedic_vqa("red and white", q("red&&white")).correct
+    assert not judge_encyclopedic_vqa("red", q("red&&white&&blue")).correct
+    assert not judge_encyclopedic_vqa(None, q("red")).correct
+
+
+def test_multi_answer_gold_needs_every_part_under_exact_and_rule() -> None:
+    question = q("Lake Constance&&Rhine", question_type="multi_answer")
+    for judge in (judge_exact, judge_answer):
+        assert judge("the Rhine and Lake Constance", question).correct
+        assert judge("Lake Constance, Rhine", question).correct
+        assert not judge("Lake Constance", question).correct  # one part missing
+        assert not judge("Lake Constance&&Rhine".replace("&&", ""), question).correct
+    assert judge_answer("It flows through Lake Constance and the Rhine.", question).correct
+    assert not judge_exact("It flows through Lake Constance and the Rhine.", question).correct
+    assert not judge_exact("Lake Constance, Rhine, Danube", question).correct  # exact: nothing besides the parts
+    assert not judge_answer("Lake Constance or the Rhine", question).correct  # a hedge

@@ -43,10 +43,26 @@ def test_infoseek_score_is_the_harmonic_mean_of_the_splits() -> None:
     items += [{"score": 1.0, "split": "val_unseen_entity"}] + [{"score": 0.0, "split": "val_unseen_entity"}] * 3
     s = summarize(items, "infoseek")
     assert s["unseen_question_score"] == 50.0 and s["unseen_entity_score"] == 25.0
-    assert s["score"] == pytest.approx(33.33)  # not the pooled 33.33... check with an unequal case below
-    pooled = summarize(items, "rule")["score"]
-    assert pooled == pytest.approx(33.33)
+    assert s["score"] == pytest.approx(33.33)  # equal to the pooled 2/6 here; an unequal case below
     items.append({"score": 1.0, "split": "val_unseen_question"})  # 2/3 and 1/4
     s = summarize(items, "infoseek")
     assert s["score"] == pytest.approx(round(2 / (1 / 66.67 + 1 / 25.0), 2))
-    assert s["score"] != summarize(items, "rule")["score"]
+    assert s["score"] != pytest.approx(100 * 3 / 7, abs=0.01)  # not the pooled mean
+
+
+@pytest.mark.parametrize("metric", ["rule", "exact", "llm"])
+def test_infoseek_harmonic_mean_under_every_metric(metric: str) -> None:
+    items = [{"score": 1.0, "split": "val_unseen_question"}] * 2 + [{"score": 0.0, "split": "val_unseen_question"}]
+    items += [{"score": 1.0, "split": "val_unseen_entity"}] + [{"score": 0.0, "split": "val_unseen_entity"}] * 3
+    s = summarize(items, metric)
+    assert (s["unseen_question_score"], s["unseen_entity_score"]) == (66.67, 25.0)
+    assert s["score"] == pytest.approx(round(2 / (1 / 66.67 + 1 / 25.0), 2))
+    mixed = summarize([*items, {"score": 1.0, "split": "test"}], metric)  # not all InfoSeek: the plain mean
+    assert "unseen_question_score" not in mixed and mixed["score"] == 50.0
+
+
+def test_aokvqa_leaves_out_difficult_direct_answer_questions() -> None:
+    items = [{"score": 1.0, "correct": True}, {"score": 0.0}, {"score": 1.0, "difficult_direct_answer": True}]
+    s = summarize(items, "aokvqa")
+    assert s["n"] == 2 and s["score"] == 50.0 and s["left_out"] == {"difficult_direct_answer": 1}
+    assert summarize(items, "rule")["n"] == 3 and "left_out" not in summarize(items, "rule")

@@ -60,3 +60,11 @@ def test_bad_price_table(tmp_path: Path) -> None:
     bad.write_text("models:\n  gpt-4o:\n    prompt: 1\n")
     with pytest.raises(ConfigError, match="unknown key"):
         PriceTable.load(bad)
+
+
+def test_report_leaves_out_difficult_aokvqa_questions_and_says_so() -> None:
+    trajectories = [traj({}), traj({}, False), traj({})]
+    trajectories[2].question.extra["difficult_direct_answer"] = True
+    report = build_report(trajectories, "aokvqa", "agent", "m")
+    assert report["accuracy"]["n"] == 2 and report["accuracy"]["score"] == 50.0
+    assert "left out: 1 question(s) marked `difficult_direct_answer`" in render_markdown(report)

@@ -24,7 +24,10 @@ from deepmmsearch.cli.app import (
     user_errors,
 )
 
-MetricOpt = Annotated[str, typer.Option("--metric", help="Judge: exact, rule, vqa, infoseek or llm.")]
+MetricOpt = Annotated[
+    str,
+    typer.Option("--metric", help="Judge: exact, rule, vqa, aokvqa, infoseek, encyclopedic_vqa or llm."),
+]
 JudgeModelOpt = Annotated[
     str | None, typer.Option("--judge-model", help="MODEL\\[@BASE_URL] of the llm judge (for --metric llm).")
 ]
@@ -120,3 +123,5 @@ def score_command(
     if "unseen_question_score" in result:
         uq, ue = result["unseen_question_score"], result["unseen_entity_score"]
         typer.echo(f"  unseen_question {uq:.2f}, unseen_entity {ue:.2f} (score is their harmonic mean)")
+    for reason, count in result.get("left_out", {}).items():
+        typer.echo(f"  left out: {count} question(s) marked {reason}, as the official evaluation does")

@@ -137,14 +137,15 @@ async def evaluate(
 
 
 async def score_records(records: list[dict], metric: str, judge_model: str | None = None) -> dict[str, Any]:
-    """Judge scored-prediction records (a question record plus ``prediction``): the ``dmms score`` result."""
+    """Judge scored-prediction records (a question record plus ``prediction``): the ``dmms score`` result. A record
+    needs no ``image``: scoring never opens it."""
     if metric not in ALL_METRICS:
         raise ConfigError(f"unknown metric {metric!r}; known: {', '.join(ALL_METRICS)}")
     scorer = Scorer(metric, judge_model)
     items = []
     try:
         for record in records:
-            question = Question.from_dict(record)
+            question = Question.from_dict({"image": "", **record})
             prediction = record.get("prediction")
             if prediction is not None and not isinstance(prediction, str):
                 prediction = str(prediction)
@@ -156,6 +157,7 @@ async def score_records(records: list[dict], metric: str, judge_model: str | Non
                     "question_type": question.question_type,
                     "category": question.category,
                     "split": question.split,
+                    **({"difficult_direct_answer": True} if question.extra.get("difficult_direct_answer") else {}),
                     **verdict.to_dict(),
                 }
             )

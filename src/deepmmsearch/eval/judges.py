@@ -3,9 +3,14 @@
 - ``exact``: normalized exact match against any acceptable answer;
 - ``rule``: the paper's judging rules without an LLM (aliases, articles/punctuation/case, numeric ranges, rounding,
   unit conversion, dates). It is the reusable default, :func:`judge_answer`: the GRPO reward calls it too;
-- ``vqa``: VQA accuracy exactly as the official VQA evaluation script computes it;
+- ``vqa``: VQA accuracy exactly as the official VQA evaluation script computes it (OK-VQA);
+- ``aokvqa``: A-OKVQA's official direct-answer metric (difficult questions are left out in :mod:`.metrics`);
 - ``infoseek``: the official InfoSeek metric (per item; the split harmonic mean is in :mod:`.metrics`);
+- ``encyclopedic_vqa``: the exact-match stage of Encyclopedic-VQA's official evaluation (its BEM model is not run);
 - ``llm``: an OpenAI-compatible model as judge (:mod:`.llm_judge`), falling back to ``rule``.
+
+A gold answer written ``a&&b`` (Encyclopedic-VQA's multi-answer questions) names several things: ``exact`` and
+``rule`` count a prediction right only when it gives every part.
 """
 
 from __future__ import annotations
@@ -43,10 +48,18 @@ def _wrong(detail: str) -> JudgeResult:
     return JudgeResult(False, 0.0, detail)
 
 
+def answer_eval_items(question: Question) -> list:
+    """``answer_eval`` as a list: InfoSeek releases a numerical one as a list holding a dict or as that bare dict."""
+    value = question.answer_eval
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def gold_answers(question: Question) -> list[str]:
     """Every acceptable answer: ``answers``, ``answer_eval`` aliases and any ``aliases`` field, in that order."""
     golds: list[str] = []
-    for source in (question.answers, question.answer_eval or [], question.extra.get("aliases") or []):
+    for source in (question.answers, answer_eval_items(question), question.extra.get("aliases") or []):
         for value in source:
             if isinstance(value, (str, int, float)) and str(value).strip() and str(value) not in golds:
                 golds.append(str(value))
@@ -69,14 +82,33 @@ def _is_give_up(prediction: str | None) -> bool:
     return prediction is None or not prediction.strip() or normalize(prediction) == normalize(GIVE_UP_ANSWER)
 
 
+MULTI_ANSWER_SEP = "&&"  # Encyclopedic-VQA's separator between the parts of one multi-answer gold
+_LIST_SPLIT_RE = re.compile(r",|;|&|\s+and\s+")
+
+
+def answer_parts(gold: str) -> list[str]:
+    """The parts of a multi-answer gold ``a&&b``; a plain gold is its own single part."""
+    return [part.strip() for part in gold.split(MULTI_ANSWER_SEP) if part.strip()]
+
+
+def prediction_items(prediction: str) -> list[str]:
+    """The things a list answer names, split at commas, semicolons, "&" and "and"."""
+    return [item.strip() for item in _LIST_SPLIT_RE.split(prediction) if item.strip()]
+
+
 def judge_exact(prediction: str | None, question: Question) -> JudgeResult:
-    """Normalized exact match against any acceptable answer."""
+    """Normalized exact match against any acceptable answer; a multi-answer gold ``a&&b`` needs exactly its parts,
+    in any order."""
     if _is_give_up(prediction):
         return _wrong("no answer")
     golds = gold_answers(question)
     pred = normalize(prediction or "")
+    items = {normalize(i) for i in prediction_items(prediction or "")} - {""}
     for gold in golds:
-        if pred == normalize(gold):
+        if MULTI_ANSWER_SEP in gold:
+            if items == {normalize(part) for part in answer_parts(gold)}:
+                return JudgeResult(True, 1.0, f"gives every part of {gold!r}")
+        elif pred == normalize(gold):
             return JudgeResult(True, 1.0, f"matches {gold!r}")
     return _wrong("no exact match")
 
@@ -323,23 +355,37 @@ def _rule_one(prediction: str, gold: str) -> str | None:
 
 
 def judge_answer(prediction: str | None, question: Question) -> JudgeResult:
-    """The ``rule`` judge: the paper's judging rules without an LLM. The reusable default (rewards call it)."""
+    """The ``rule`` judge: the paper's judging rules without an LLM. The reusable default (rewards call it).
+    A multi-answer gold ``a&&b`` is matched only when the prediction gives every part."""
     if _is_give_up(prediction):
         return _wrong("no answer")
     golds = gold_answers(question)
     if not golds:
         return _wrong("the question has no gold answer")
     for gold in golds:
-        why = _rule_one(prediction or "", gold)
+        why = _rule_multi(prediction or "", gold) if MULTI_ANSWER_SEP in gold else _rule_one(prediction or "", gold)
         if why:
             return JudgeResult(True, 1.0, f"{why}: {gold!r}")
     return _wrong("matches no acceptable answer")
 
 
+def _rule_multi(prediction: str, gold: str) -> str | None:
+    """Why ``prediction`` gives every part of the multi-answer ``gold``, or None (a hedge never does)."""
+    if _NEGATION_RE.search(normalize(prediction)):
+        return None
+    items = prediction_items(prediction)
+    for part in answer_parts(gold):
+        if not any(_rule_one(item, part) for item in items) and not _rule_one(prediction, part):
+            return None
+    return "gives every part"
+
+
 # ---------------------------------------------------------------------------------------------- vqa
-# The official VQA evaluation (GT-Vision-Lab/VQA, vqaEval.py), reproduced with its quirks: the prediction is always
-# normalized, the gold answers only get punctuation processing and only when they disagree, the period regex is the
-# original (a lookahead where a lookbehind was meant) and its third argument caps replacements at re.UNICODE (32).
+# The official VQA evaluation (GT-Vision-Lab/VQA, vqaEval.py as of commit a013f00, "Fixed processing answers bug"),
+# reproduced with its quirks: when the annotators' answers disagree, they and the prediction all go through
+# punctuation and digit/article processing; when they all agree, none of them does (so "Yes" misses ten "yes"). The
+# period regex is the original (a lookahead where a lookbehind was meant), its third argument caps replacements at
+# re.UNICODE (32), and \d is ASCII-only as it was under the script's Python 2.
 
 _VQA_CONTRACTIONS = {
     "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
@@ -373,8 +419,8 @@ _VQA_NUMBERS = {
     "seven": "7", "eight": "8", "nine": "9", "ten": "10",
 }  # fmt: skip
 _VQA_ARTICLES = ("a", "an", "the")
-_VQA_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
-_VQA_COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
+_VQA_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)", re.ASCII)
+_VQA_COMMA_STRIP = re.compile(r"(\d)(,)(\d)", re.ASCII)
 _VQA_PUNCT = [";", r"/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
 
 
@@ -398,19 +444,24 @@ def vqa_process_digit_article(text: str) -> str:
 
 def vqa_accuracy(prediction: str, answers: list[str]) -> float:
     """VQA accuracy of one prediction against the annotators' answers (usually 10): for each annotator left out,
-    min(#matches among the others / 3, 1), averaged."""
+    min(#matches among the others / 3, 1), averaged. Answers and prediction are normalized only when the answers
+    disagree, as vqaEval.py does since commit a013f00."""
     if not answers:
         return 0.0
-    pred = prediction.replace("\n", " ").replace("\t", " ").strip()
-    pred = vqa_process_digit_article(vqa_process_punctuation(pred))
-    golds = [a.replace("\n", " ").replace("\t", " ").strip() for a in answers]
+    pred = _vqa_clean(prediction)
+    golds = [_vqa_clean(a) for a in answers]
     if len(set(golds)) > 1:
-        golds = [vqa_process_punctuation(a) for a in golds]
+        golds = [vqa_process_digit_article(vqa_process_punctuation(a)) for a in golds]
+        pred = vqa_process_digit_article(vqa_process_punctuation(pred))
     accs = []
     for i in range(len(golds)):
         matches = sum(1 for j, g in enumerate(golds) if j != i and g == pred)
         accs.append(min(1.0, matches / 3))
     return sum(accs) / len(accs)
+
+
+def _vqa_clean(text: str) -> str:
+    return text.replace("\n", " ").replace("\t", " ").strip()
 
 
 def judge_vqa(prediction: str | None, question: Question) -> JudgeResult:
@@ -421,8 +472,36 @@ def judge_vqa(prediction: str | None, question: Question) -> JudgeResult:
     return JudgeResult(score > 0, score, f"VQA accuracy {score:.3f}")
 
 
+# ---------------------------------------------------------------------------------------------- aokvqa
+# A-OKVQA's official direct-answer metric (allenai/aokvqa, evaluation/eval_predictions.py): the prediction is compared
+# verbatim (no normalization) with each of the ten direct answers, with no annotator left out.
+
+
+def aokvqa_direct_answer_accuracy(prediction: str, direct_answers: list[str]) -> float:
+    """min(1, #direct answers equal to the prediction / 3)."""
+    return min(1.0, sum(prediction == answer for answer in direct_answers) / 3.0)
+
+
+def judge_aokvqa(prediction: str | None, question: Question) -> JudgeResult:
+    """A-OKVQA direct-answer accuracy over ``answers`` (the ``direct_answers``); correct when it is positive.
+    Questions marked ``difficult_direct_answer`` get a score too; :func:`.metrics.summarize` leaves them out."""
+    if prediction is None:
+        return _wrong("no answer")
+    score = aokvqa_direct_answer_accuracy(prediction, [str(a) for a in question.answers])
+    return JudgeResult(score > 0, score, f"A-OKVQA direct-answer accuracy {score:.3f}")
+
+
 # ---------------------------------------------------------------------------------------------- infoseek
-# The official InfoSeek metric (open-vision-language/infoseek, infoseek_eval.py).
+# The official InfoSeek metric (edchengg/infoseek_eval, infoseek_eval.py).
+
+_ASCII_PUNCT = set(string.punctuation)
+
+
+def infoseek_normalize(text: str) -> str:
+    """The official ``normalize_answer``: lower case, no ASCII punctuation (curly quotes stay), no articles."""
+    text = "".join(ch for ch in text.lower() if ch not in _ASCII_PUNCT)
+    return " ".join(_ARTICLES_RE.sub(" ", text).split())
+
 
 _INFOSEEK_NUM_RE = re.compile(r"[-+]?[.]?[\d]+(?:,\d\d\d)*[\.]?\d*(?:[eE][-+]?\d+)?")
 
@@ -462,17 +541,19 @@ def infoseek_numerical_match(pred: float | list[float], answer: float | list[flo
 
 
 def infoseek_gold_numbers(question: Question) -> float | list[float] | None:
-    """The numerical gold of an InfoSeek question: its range (two values) or a single value."""
-    raw = question.answer_eval if question.answer_eval else question.answers
+    """The numerical gold of an InfoSeek question: the ``range`` of its ``answer_eval`` (a list holding
+    ``{"wikidata": v, "range": [lo, hi]}`` or that bare dict; the official script reads the first item's range),
+    the two values of an already flattened ``[lo, hi]``, or a single value (which gets the +/-10% tolerance)."""
+    raw = answer_eval_items(question) or list(question.answers)
+    first = raw[0] if raw else None
+    if isinstance(first, dict):
+        raw = list(first.get("range") or [first.get("wikidata")])
     values: list[float] = []
     for item in raw:
-        if isinstance(item, dict):  # the native {"wikidata": x, "range": [lo, hi]}
-            item = item.get("range") or item.get("wikidata")
-        for v in item if isinstance(item, list) else [item]:
-            try:
-                values.append(float(str(v).replace(",", "")))
-            except ValueError:
-                continue
+        try:
+            values.append(float(str(item).replace(",", "")))
+        except ValueError:
+            continue
     if len(values) >= 2:
         return values[:2]
     return values[0] if values else None
@@ -490,11 +571,57 @@ def judge_infoseek(prediction: str | None, question: Question) -> JudgeResult:
         parsed = infoseek_process_numerical_answer(pred)
         ok = infoseek_numerical_match(parsed, gold)
         return JudgeResult(ok, float(ok), f"prediction {parsed} vs gold {gold}")
-    golds = [str(a) for a in (question.answer_eval or question.answers)]
+    golds = [str(a) for a in (answer_eval_items(question) or question.answers)]
     for gold in golds:
-        if normalize(pred) == normalize(gold):
+        if infoseek_normalize(pred) == infoseek_normalize(gold):
             return JudgeResult(True, 1.0, f"matches {gold!r}")
     return _wrong("no exact match over answer_eval")
+
+
+# ---------------------------------------------------------------------------------------------- encyclopedic_vqa
+# Encyclopedic-VQA's official evaluation (google-research/google-research, encyclopedic_vqa/evaluation_utils.py) is
+# exact match, then BEM (a BERT answer-equivalence model on TF Hub) for answers exact match rejects. This is the
+# exact-match stage: a lower bound of the official score, since BEM only ever turns a miss into a hit.
+
+_EVQA_PUNCT = set(string.punctuation + "‘’´`_")
+_EVQA_ARTICLES_RE = re.compile(r"\b(the answer is|a|an|the)\b")
+_EVQA_WORDS = {**_VQA_NUMBERS, "entailment": "yes", "true": "yes", "contradiction": "no", "false": "no"}
+
+
+def evqa_preprocess_answer(text: str) -> str:
+    """The official ``preprocess_answer``: lower case, no punctuation or articles ("the answer is" too), number
+    words and yes/no synonyms mapped, contractions restored, single spaces."""
+    text = text.lower().replace("\n", " ").replace("\t", " ").strip()
+    text = text.replace("<extra_id_0> ", "") if text.startswith("<extra_id_0> ") else text
+    text = "".join(ch for ch in text if ch not in _EVQA_PUNCT)
+    text = _EVQA_ARTICLES_RE.sub(" ", text)
+    words = (_EVQA_WORDS.get(w, w) for w in text.split())
+    return " ".join(_VQA_CONTRACTIONS.get(w, w) for w in words)
+
+
+def evqa_exact_match(prediction: str, reference: str, multi_answer: bool) -> bool:
+    """The official exact match against one reference. A multi-answer reference ``a&&b`` matches when the set of
+    predicted items (split at ",", " and ", " & ") has an intersection over union of at least 0.5 with its parts."""
+    if not multi_answer:
+        gold = evqa_preprocess_answer(reference)
+        return bool(gold) and evqa_preprocess_answer(prediction) == gold
+    parts = {evqa_preprocess_answer(a) for a in reference.split(MULTI_ANSWER_SEP)} - {""}
+    # The official splits by replacing in this order, which a regex alternation would not always reproduce.
+    listed = prediction.replace(" and ", ",").replace(" & ", ",").split(",")
+    items = {evqa_preprocess_answer(a) for a in listed} - {""}
+    return bool(parts) and len(parts & items) / len(parts | items) >= 0.5
+
+
+def judge_encyclopedic_vqa(prediction: str | None, question: Question) -> JudgeResult:
+    """Encyclopedic-VQA's official exact match over ``answers`` (the "|" alternatives; a multi-answer one may be the
+    raw ``a&&b`` string). Multi-answer rules apply to ``question_type`` multi_answer, or to any gold with ``&&``."""
+    if prediction is None:
+        return _wrong("no answer")
+    multi_type = (question.question_type or "").lower() == "multi_answer"
+    for gold in (str(a) for a in question.answers):
+        if evqa_exact_match(prediction, gold, multi_type or MULTI_ANSWER_SEP in gold):
+            return JudgeResult(True, 1.0, f"exact match with {gold!r} (the official first stage; BEM not run)")
+    return _wrong("no exact match (the official first stage; BEM, which may still accept it, is not run)")
 
 
 # ---------------------------------------------------------------------------------------------- registry
@@ -503,7 +630,9 @@ METRICS: dict[str, Judge] = {
     "exact": judge_exact,
     "rule": judge_answer,
     "vqa": judge_vqa,
+    "aokvqa": judge_aokvqa,
     "infoseek": judge_infoseek,
+    "encyclopedic_vqa": judge_encyclopedic_vqa,
 }
 ALL_METRICS = (*METRICS, "llm")
 

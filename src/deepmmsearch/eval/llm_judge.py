@@ -19,8 +19,9 @@ JUDGE_PROMPT = """You grade answers to questions about images. Decide whether th
 as any of the gold answers.
 Rules: synonyms, aliases and other names of the same thing count; articles, punctuation and letter case do not \
 matter; a predicted numeric range that contains the gold value counts, one that excludes it does not; reasonable \
-rounding and conversion between units count; a date in another format counts if it is the same date; an answer \
-that hedges between several options, or that refuses to answer, does not count.
+rounding and conversion between units count; a date in another format counts if it is the same date; a gold \
+answer written "x && y" lists several things, all of which the prediction must give; an answer that hedges between \
+several options, or that refuses to answer, does not count.
 
 Question: {question}
 Gold answers: {golds}

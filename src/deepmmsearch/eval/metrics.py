@@ -54,10 +54,16 @@ def _infoseek_split(split: str) -> str | None:
 def summarize(items: Iterable[dict[str, Any]], metric: str) -> dict[str, Any]:
     """The score of scored items (each with ``score`` in [0, 1], ``question_type``, ``category``, ``split``).
 
-    For ``infoseek`` with both ``unseen_question`` and ``unseen_entity`` splits present, the headline score is the
-    official harmonic mean of the two split scores (each rounded to 2 decimals first, as the official script does).
+    When every item is in InfoSeek's ``unseen_question`` or ``unseen_entity`` split and both are present, the
+    headline score is the official harmonic mean of the two split scores (each rounded to 2 decimals first, as the
+    official script does), whatever the metric. Under ``aokvqa``, questions marked ``difficult_direct_answer`` are
+    left out, as A-OKVQA's official direct-answer evaluation does, and counted in ``left_out``.
     """
     items = list(items)
+    left_out = 0
+    if metric == "aokvqa":
+        kept = [i for i in items if not i.get("difficult_direct_answer")]
+        left_out, items = len(items) - len(kept), kept
     scores = [float(i.get("score") or 0.0) for i in items]
     mean, low, high = mean_ci(scores)
     summary: dict[str, Any] = {
@@ -70,16 +76,17 @@ def summarize(items: Iterable[dict[str, Any]], metric: str) -> dict[str, Any]:
         "by_category": _group(items, "category"),
         "by_split": _group(items, "split"),
     }
-    if metric == "infoseek":
-        halves: dict[str, list[float]] = defaultdict(list)
-        for item, score in zip(items, scores, strict=True):
-            half = _infoseek_split(str(item.get("split") or ""))
-            if half:
-                halves[half].append(score)
-        if len(halves) == 2:
-            split_scores = {k: round(100 * sum(v) / len(v), 2) for k, v in halves.items()}
-            summary["unseen_question_score"] = split_scores["unseen_question"]
-            summary["unseen_entity_score"] = split_scores["unseen_entity"]
-            summary["score"] = round(harmonic_mean(*split_scores.values()), 2)
-            summary["score_is"] = "harmonic mean of the unseen_question and unseen_entity splits"
+    if left_out:
+        summary["left_out"] = {"difficult_direct_answer": left_out}
+    halves: dict[str, list[float]] = defaultdict(list)
+    for item, score in zip(items, scores, strict=True):
+        half = _infoseek_split(str(item.get("split") or ""))
+        if half:
+            halves[half].append(score)
+    if len(halves) == 2 and sum(len(v) for v in halves.values()) == len(items):
+        split_scores = {k: round(100 * sum(v) / len(v), 2) for k, v in halves.items()}
+        summary["unseen_question_score"] = split_scores["unseen_question"]
+        summary["unseen_entity_score"] = split_scores["unseen_entity"]
+        summary["score"] = round(harmonic_mean(*split_scores.values()), 2)
+        summary["score_is"] = "harmonic mean of the unseen_question and unseen_entity splits"
     return summary

@@ -164,6 +164,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"- the llm judge failed on {fallbacks} question(s); the rule judge decided those")
     if "score_is" in acc:
         lines.append(f"- the score is the {acc['score_is']}")
+    for reason, count in acc.get("left_out", {}).items():
+        lines.append(f"- left out: {count} question(s) marked `{reason}`, as the official evaluation does")
     for key, title in (("by_question_type", "question type"), ("by_category", "category"), ("by_split", "split")):
         if acc[key]:
             lines += ["", f"## Accuracy by {title}", "", f"| {title} | n | score | 95% interval |", "|---|---|---|---|"]
