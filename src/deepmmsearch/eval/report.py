@@ -159,6 +159,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- **score: {acc['score']:.2f}** (95% interval {acc['ci95'][0]:.2f}-{acc['ci95'][1]:.2f}),"
         f" correct: {acc['correct']}/{acc['n']}",
     ]
+    bench = report.get("benchmark")
+    if bench:
+        chosen = ", ".join(f"{k} {bench[k]}" for k in ("split", "version") if bench.get(k))
+        drawn = f"; {bench['evaluated']} drawn with seed {bench['seed']}" if bench.get("limit") else ""
+        lines.append(
+            f"- benchmark: {bench['name']}{f' ({chosen})' if chosen else ''}, {bench['questions']} questions{drawn}"
+        )
+        for reason, count in bench["left_out"].items():
+            lines.append(f"- left out: {count} question(s), {reason}")
     fallbacks = report.get("judge", {}).get("rule_fallbacks", 0)
     if fallbacks:
         lines.append(f"- the llm judge failed on {fallbacks} question(s); the rule judge decided those")
