@@ -507,6 +507,17 @@ def test_eval_stops_before_any_episode_when_images_are_missing(tmp_path: Path) -
     assert "infoseek_val_0000000" in result.output and "oven_images/NN" in result.output
     assert not (out / "trajectories.jsonl").exists()
 
+    script = tmp_path / "script.json"
+    ids = [f"infoseek_val_0000000{i}" for i in (1, 2, 3)]
+    script.write_text(json.dumps({i: ["<reason>guess</reason>\n<answer>40</answer>"] for i in ids}))
+    args = [*args[:-1], f"script:{script}", "--image-root", str(tmp_path / "elsewhere"), "--mode", "direct"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out), "--limit", "2", "--metric", "infoseek", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["n"] == 2 and report["benchmark"]["evaluated"] == 2 and report["benchmark"]["questions"] == 3
+    splits = {r["split"] for r in map(json.loads, (out / "trajectories.jsonl").read_text().splitlines())}
+    assert splits == {"val_unseen_question", "val_unseen_entity"}  # the draw keeps both splits
+
 
 def test_registry_and_the_benchmarks_command(tmp_path: Path) -> None:
     assert set(BENCHMARKS) == {

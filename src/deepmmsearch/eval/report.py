@@ -221,9 +221,10 @@ def write_plots(report: dict[str, Any], trajectories: list[Trajectory], out_dir:
         groups = acc[key] or {"all": {"score": acc["score"], "ci95": acc["ci95"], "n": acc["n"]}}
         labels = list(groups)
         scores = [groups[k]["score"] for k in labels]
+        # Clipped: a harmonic-mean headline (InfoSeek) may lie outside the interval of the plain mean.
         errors = [
-            [s - groups[k]["ci95"][0] for k, s in zip(labels, scores, strict=True)],
-            [groups[k]["ci95"][1] - s for k, s in zip(labels, scores, strict=True)],
+            [max(0.0, s - groups[k]["ci95"][0]) for k, s in zip(labels, scores, strict=True)],
+            [max(0.0, groups[k]["ci95"][1] - s) for k, s in zip(labels, scores, strict=True)],
         ]
         fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(labels) + 2), 3.5))
         ax.bar(labels, scores, yerr=errors, capsize=4, color="#4c72b0")
