@@ -281,21 +281,23 @@ _GLDV2_DIRS = ("landmarks", "gldv2", "")
 _GLDV2_PARTS = ("train", "index", "test")
 
 
-def _inat_index(r: _Reader) -> dict[str, str]:
-    """iNaturalist 2021 image id -> path, from the competition's annotation json (COCO format: ``images[].id`` and
-    ``images[].file_name``, relative to the folder holding the json) or an ``*id2name*.json`` id -> file map."""
+def _inat_index(r: _Reader, needed: set[str]) -> dict[str, str]:
+    """The paths of the ``needed`` iNaturalist 2021 image ids, from an ``*id2name*.json`` id -> file map or the
+    competition's annotation json (COCO format: ``images[].id``, ``images[].file_name`` relative to the json's
+    folder). The smaller files are read first and reading stops once every id is found: train.json is large."""
     index: dict[str, str] = {}
-    for root in r.roots:
-        for sub in _INAT_DIRS:
-            folder = root / sub
-            for name in ("train.json", "val.json", "train_mini.json", "public_test.json"):
-                path = folder / name
-                if path.is_file():
-                    images = json.loads(path.read_text(encoding="utf-8")).get("images", [])
-                    index.update({str(i["id"]): str(folder / i["file_name"]) for i in images})
-            for path in sorted(folder.glob("*id2name*.json")) if folder.is_dir() else []:
-                mapping = json.loads(path.read_text(encoding="utf-8"))
-                index.update({str(k): str(folder / v) for k, v in mapping.items()})
+    folders = [root / sub for root in r.roots for sub in _INAT_DIRS if (root / sub).is_dir()]
+    for folder in folders:
+        for path in sorted(folder.glob("*id2name*.json")):
+            mapping = json.loads(path.read_text(encoding="utf-8"))
+            index.update({str(k): str(folder / v) for k, v in mapping.items() if str(k) in needed})
+    for name in ("val.json", "public_test.json", "train_mini.json", "train.json"):
+        for folder in folders:
+            if needed <= index.keys():
+                return index
+            if (folder / name).is_file():
+                images = json.loads((folder / name).read_text(encoding="utf-8")).get("images", [])
+                index.update({str(i["id"]): str(folder / i["file_name"]) for i in images if str(i["id"]) in needed})
     return index
 
 
@@ -318,43 +320,51 @@ def load_encyclopedic_vqa(r: _Reader) -> list[Question]:
     (``inaturalist/train.json``, ``inaturalist/val.json``)."""
     split = r.choose_split()
     path = r.find(f"{split}.csv")
-    inat: dict[str, str] | None = None
-    questions = []
     with path.open(encoding="utf-8", newline="") as f:
-        for row, d in enumerate(csv.DictReader(f)):
-            qtype = d.get("question_type") or None
-            answers, sets = _evqa_answers(d.get("answer") or "", qtype)
-            if not answers:
-                r.leave_out(NO_GOLD)
-                continue
-            image_ids = [i.strip() for i in (d.get("dataset_image_ids") or "").split("|") if i.strip()]
-            image_id = image_ids[0] if image_ids else str(row)
-            if (d.get("dataset_name") or "").lower().startswith("inat"):
-                inat = _inat_index(r) if inat is None else inat
-                image = inat.get(image_id) or str(r.roots[0] / _INAT_DIRS[0] / f"{image_id}.jpg")
-            else:
-                # GLDv2 shards each image by the first three characters of its id: train/a/b/c/abc....jpg
-                folders = [str(Path(g, part, *image_id[:3])) for g in _GLDV2_DIRS for part in _GLDV2_PARTS]
-                image = r.image_by_stem(folders, image_id)
-            extra: dict[str, Any] = {
-                "benchmark": "encyclopedic_vqa",
-                "wikipedia_url": d.get("wikipedia_url"),
-                "dataset_image_ids": image_ids,
-            }
-            if sets is not None:
-                extra["answer_sets"] = sets
-            questions.append(
-                Question(
-                    id=f"evqa-{split}-{row}",
-                    image=image,
-                    question=d["question"],
-                    answers=answers,
-                    question_type=qtype,
-                    category=d.get("dataset_name") or None,
-                    split=d.get("encyclopedic_vqa_split") or split,
-                    extra=extra,
-                )
+        rows = list(csv.DictReader(f))
+
+    def first_image(row: int, d: dict) -> tuple[list[str], str]:
+        ids = [i.strip() for i in (d.get("dataset_image_ids") or "").split("|") if i.strip()]
+        return ids, ids[0] if ids else str(row)
+
+    def is_inat(d: dict) -> bool:
+        return (d.get("dataset_name") or "").lower().startswith("inat")
+
+    needed = {first_image(row, d)[1] for row, d in enumerate(rows) if is_inat(d)}
+    inat = _inat_index(r, needed) if needed else {}
+    questions = []
+    for row, d in enumerate(rows):
+        qtype = d.get("question_type") or None
+        answers, sets = _evqa_answers(d.get("answer") or "", qtype)
+        if not answers:
+            r.leave_out(NO_GOLD)
+            continue
+        image_ids, image_id = first_image(row, d)
+        if is_inat(d):
+            image = inat.get(image_id) or str(r.roots[0] / _INAT_DIRS[0] / f"{image_id}.jpg")
+        else:
+            # GLDv2 shards each image by the first three characters of its id: train/a/b/c/abc....jpg
+            folders = [str(Path(g, part, *image_id[:3])) for g in _GLDV2_DIRS for part in _GLDV2_PARTS]
+            image = r.image_by_stem(folders, image_id)
+        extra: dict[str, Any] = {
+            "benchmark": "encyclopedic_vqa",
+            "wikipedia_url": d.get("wikipedia_url"),
+            "dataset_image_ids": image_ids,
+        }
+        if sets is not None:
+            extra["answer_sets"] = sets
+        questions.append(
+            Question(
+                id=f"evqa-{split}-{row}",
+                image=image,
+                question=d["question"],
+                answers=answers,
+                question_type=qtype,
+                category=d.get("dataset_name") or None,
+                split=d.get("encyclopedic_vqa_split") or split,
+                extra=extra,
             )
+        )
     return questions
 
 
