@@ -40,11 +40,21 @@ def eval_command(
     questions: Annotated[Path | None, typer.Option("--questions", "-q", help="Question records (JSONL).")] = None,
     benchmark: Annotated[str | None, typer.Option("--benchmark", help="A benchmark read from --data-dir.")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder with the benchmark's files.")] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", help="The benchmark's split or language (dmms benchmarks lists them).")
+    ] = None,
+    version: Annotated[str | None, typer.Option("--version", help="The benchmark's version (default: newest).")] = None,
+    image_root: Annotated[
+        list[Path] | None,
+        typer.Option("--image-root", help="Folder holding the benchmark's images (repeatable); searched first."),
+    ] = None,
     model: ModelOpt = None,
     mode: Annotated[str, typer.Option("--mode", help="agent, direct, rag or prompt_agent.")] = "agent",
     metric: MetricOpt = "rule",
     judge_model: JudgeModelOpt = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="Only the first N questions.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="N questions drawn with a fixed seed, stratified over splits.")
+    ] = None,
     prices: Annotated[Path | None, typer.Option("--prices", help="YAML price table for the cost estimate.")] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots.")] = False,
     config: ConfigOpt = None,
@@ -56,7 +66,7 @@ def eval_command(
 ) -> None:
     """Evaluate a model on questions; resumable (finished ids in OUT/trajectories.jsonl are skipped)."""
     from deepmmsearch.eval.harness import EvalConfig
-    from deepmmsearch.eval.loaders import load_benchmark
+    from deepmmsearch.eval.loaders import load_benchmark_set
     from deepmmsearch.records import read_questions
 
     if not model:
@@ -65,6 +75,8 @@ def eval_command(
         raise typer.BadParameter("give either --questions FILE or --benchmark NAME --data-dir DIR")
     if benchmark is not None and data_dir is None:
         raise typer.BadParameter("--benchmark needs --data-dir DIR", param_hint="--data-dir")
+    if benchmark is None and (split or version or image_root):
+        raise typer.BadParameter("--split, --version and --image-root choose within a --benchmark")
     eval_config = EvalConfig(
         mode=mode,
         metric=metric,
@@ -77,8 +89,21 @@ def eval_command(
         config,
         **tool_overrides(text_search=text_search, image_search=image_search, grounder=grounder, kb=kb),
     )
-    records = read_questions(questions) if questions is not None else load_benchmark(benchmark or "", data_dir or "")
-    report = asyncio.run(_run_with_progress(records, model, out, eval_config, run_config))
+    source = None
+    if questions is not None:
+        records = read_questions(questions)
+    else:
+        source = load_benchmark_set(
+            benchmark or "", data_dir or "", split=split, version=version, image_roots=image_root or ()
+        )
+        records = source.questions
+        left_out = ", ".join(f"{n} {reason}" for reason, n in source.left_out.items())
+        chosen = " ".join(f"{k} {v}" for k, v in (("split", source.split), ("version", source.version)) if v)
+        typer.echo(
+            f"{source.name} {chosen}: {len(records)} questions" + (f" (left out: {left_out})" if left_out else ""),
+            err=True,
+        )
+    report = asyncio.run(_run_with_progress(records, model, out, eval_config, run_config, source))
     if as_json:
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return
@@ -90,11 +115,39 @@ def eval_command(
     )
 
 
-async def _run_with_progress(records: list, model: str, out: Path, eval_config: Any, run_config: Any) -> dict:
+async def _run_with_progress(
+    records: list, model: str, out: Path, eval_config: Any, run_config: Any, source: Any = None
+) -> dict:
     from deepmmsearch.eval.harness import evaluate
 
     with progress_callbacks(f"eval {eval_config.mode}") as (on_start, on_done):
-        return await evaluate(records, model, out, eval_config, run_config, on_done=on_done, on_start=on_start)
+        return await evaluate(
+            records, model, out, eval_config, run_config, on_done=on_done, on_start=on_start, source=source
+        )
+
+
+@app.command("benchmarks")
+@user_errors
+def benchmarks_command(as_json: JsonOpt = False) -> None:
+    """List the benchmarks --benchmark reads: where to download each, the layout expected and the metric used."""
+    from dataclasses import asdict
+
+    from deepmmsearch.eval.loaders import BENCHMARKS
+
+    rows = [{k: v for k, v in asdict(b).items() if k != "load"} for b in BENCHMARKS.values()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        typer.echo(row["name"])
+        typer.echo(f"  download: {row['source']}")
+        typer.echo(f"  files:    {row['files']}")
+        if row["images"]:
+            typer.echo(f"  images:   {row['images']}")
+        typer.echo(f"  metric:   {row['metric']} (closest: --metric {row['judge']})")
+        for key in ("splits", "versions"):
+            if row[key]:
+                typer.echo(f"  {key + ':':9} {', '.join(row[key])} (default {row[key][0]})")
 
 
 @app.command("score")

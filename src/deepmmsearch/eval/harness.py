@@ -10,6 +10,7 @@ from typing import Any
 
 from deepmmsearch.errors import ConfigError
 from deepmmsearch.eval.judges import ALL_METRICS, JudgeResult, get_judge
+from deepmmsearch.eval.loaders import BenchmarkSet, check_images, stratified_sample
 from deepmmsearch.eval.metrics import summarize
 from deepmmsearch.eval.modes import MODES, TOOL_MODES, run_mode
 from deepmmsearch.eval.report import PriceTable, build_report, write_report
@@ -25,7 +26,10 @@ class EvalConfig:
 
     mode: str = field(default="agent", metadata={"help": f"one of {', '.join(MODES)}"})
     metric: str = field(default="rule", metadata={"help": f"one of {', '.join(ALL_METRICS)}"})
-    limit: int | None = field(default=None, metadata={"help": "evaluate only the first N questions"})
+    limit: int | None = field(
+        default=None, metadata={"help": "evaluate N questions drawn with a fixed seed, stratified over splits"}
+    )
+    seed: int = field(default=0, metadata={"help": "the seed of the --limit draw"})
     judge_model: str | None = field(default=None, metadata={"help": "MODEL[@BASE_URL] of the llm judge"})
     prices: str | None = field(default=None, metadata={"help": "YAML price table for the cost estimate"})
     plots: bool = field(default=True, metadata={"help": "write PNG plots next to the report"})
@@ -84,8 +88,11 @@ async def evaluate(
     run_config: Any = None,
     on_done: Callable[[Trajectory], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    source: BenchmarkSet | None = None,
 ) -> dict[str, Any]:
-    """Run, judge and report. ``on_start(total, already_done)`` and ``on_done(trajectory)`` drive a progress bar."""
+    """Run, judge and report. ``on_start(total, already_done)`` and ``on_done(trajectory)`` drive a progress bar.
+    ``source``, the benchmark the questions came from, says where images were looked for and goes into the report.
+    Every local image is checked before the first episode: a missing one is an error, never an ``input_error`` run."""
     from deepmmsearch.runner import RunConfig
     from deepmmsearch.tools import build_toolbox
 
@@ -94,12 +101,13 @@ async def evaluate(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / TRAJECTORIES
-    questions = list(questions)[: config.limit] if config.limit else list(questions)
+    questions = stratified_sample(questions, config.limit, config.seed) if config.limit else list(questions)
     ids = [q.id for q in questions]
     if len(set(ids)) != len(ids):
         raise ConfigError("question ids must be unique for a resumable evaluation")
     done = load_done(path)
     todo = [q for q in questions if q.id not in done]
+    check_images(todo, source.where() if source else "the image paths of the question records")
     if on_start is not None:
         on_start(len(questions), len(questions) - len(todo))
     scorer = Scorer(config.metric, config.judge_model, out / "judge_cache.jsonl")
@@ -132,6 +140,13 @@ async def evaluate(
     model_name = model.name if isinstance(model, Policy) else model
     report = build_report(trajectories, config.metric, config.mode, model_name, PriceTable.load(config.prices))
     report["judge"] = {"metric": config.metric, "model": config.judge_model, "rule_fallbacks": fallbacks}
+    if source is not None:
+        report["benchmark"] = {
+            **source.summary(),
+            "evaluated": len(questions),
+            "limit": config.limit,
+            "seed": config.seed,
+        }
     write_report(report, trajectories, out, plots=config.plots)
     return report
 

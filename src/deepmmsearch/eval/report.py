@@ -159,6 +159,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- **score: {acc['score']:.2f}** (95% interval {acc['ci95'][0]:.2f}-{acc['ci95'][1]:.2f}),"
         f" correct: {acc['correct']}/{acc['n']}",
     ]
+    bench = report.get("benchmark")
+    if bench:
+        chosen = ", ".join(f"{k} {bench[k]}" for k in ("split", "version") if bench.get(k))
+        drawn = f"; {bench['evaluated']} drawn with seed {bench['seed']}" if bench.get("limit") else ""
+        lines.append(
+            f"- benchmark: {bench['name']}{f' ({chosen})' if chosen else ''}, {bench['questions']} questions{drawn}"
+        )
+        for reason, count in bench["left_out"].items():
+            lines.append(f"- left out: {count} question(s), {reason}")
     fallbacks = report.get("judge", {}).get("rule_fallbacks", 0)
     if fallbacks:
         lines.append(f"- the llm judge failed on {fallbacks} question(s); the rule judge decided those")
@@ -214,9 +223,10 @@ def write_plots(report: dict[str, Any], trajectories: list[Trajectory], out_dir:
         groups = acc[key] or {"all": {"score": acc["score"], "ci95": acc["ci95"], "n": acc["n"]}}
         labels = list(groups)
         scores = [groups[k]["score"] for k in labels]
+        # Clipped: a harmonic-mean headline (InfoSeek) may lie outside the interval of the plain mean.
         errors = [
-            [s - groups[k]["ci95"][0] for k, s in zip(labels, scores, strict=True)],
-            [groups[k]["ci95"][1] - s for k, s in zip(labels, scores, strict=True)],
+            [max(0.0, s - groups[k]["ci95"][0]) for k, s in zip(labels, scores, strict=True)],
+            [max(0.0, groups[k]["ci95"][1] - s) for k, s in zip(labels, scores, strict=True)],
         ]
         fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(labels) + 2), 3.5))
         ax.bar(labels, scores, yerr=errors, capsize=4, color="#4c72b0")
