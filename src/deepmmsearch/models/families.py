@@ -127,8 +127,9 @@ FAMILIES: dict[str, Family] = {
             special_tokens=QWEN3_5_SPECIAL_TOKENS,
             skipped_special=(*SPECIAL_TOKENS[:N_SKIPPED_SPECIAL], *AUDIO_TOKENS),
             chat_template=QWEN3_5_TEMPLATE,
-            # Our <reason> is the reasoning: the template's non-thinking mode, as its own switch gives it.
-            template_kwargs=(("enable_thinking", False),),
+            # Our <reason> is the reasoning: the template's non-thinking mode, as its own switch gives it; and every
+            # earlier reply keeps the empty think block it was sampled after (see chat_template_for).
+            template_kwargs=(("enable_thinking", False), ("preserve_thinking", True)),
             patch_size=16,
             image_mean=HALF,
             image_std=HALF,
@@ -138,6 +139,24 @@ FAMILIES: dict[str, Family] = {
     )
 }
 DEFAULT_FAMILY = "qwen2.5-vl"
+
+
+# Qwen3.5's template drops the think block of every reply before the last user turn, so a turn's prompt does not
+# extend the last (no KV cache reuse) and training would read replies without the block they were sampled after.
+# Qwen3.6's template (same architecture) adds a switch that keeps them; we add that line to a Qwen3.5 template.
+_DROPS_THINKING = "{%- if loop.index0 > ns.last_query_index %}"
+_KEEPS_THINKING = (
+    "{%- if (preserve_thinking is defined and preserve_thinking is true) or (loop.index0 > ns.last_query_index) %}"
+)
+
+
+def chat_template_for(family: Family, template: str | None) -> str:
+    """The chat template a model of ``family`` is run with: its own (else the family's), with Qwen3.6's
+    ``preserve_thinking`` switch added to a Qwen3.5 template that lacks it."""
+    template = template or family.chat_template
+    if dict(family.template_kwargs).get("preserve_thinking") and template.count(_DROPS_THINKING) == 1:
+        template = template.replace(_DROPS_THINKING, _KEEPS_THINKING)
+    return template
 
 
 def get_family(name: str) -> Family:

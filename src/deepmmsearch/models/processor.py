@@ -21,7 +21,7 @@ from transformers.processing_utils import ProcessorMixin
 
 from deepmmsearch.errors import ConfigError
 from deepmmsearch.models.chat import IMAGE_TOKEN, VIDEO_TOKEN
-from deepmmsearch.models.families import DEFAULT_FAMILY, Family, get_family
+from deepmmsearch.models.families import DEFAULT_FAMILY, Family, chat_template_for, get_family
 
 VISION_END_TOKEN = "<|vision_end|>"
 VISION_START_TOKEN = "<|vision_start|>"
@@ -67,11 +67,8 @@ class _ImageOnly:
                 f"{path}: no {cls.family_name} processor found ({' '.join(str(e).split())[:200]})"
             ) from None
         tokenizer.padding_side = "left"
-        return cls(
-            image_processor,
-            tokenizer,
-            chat_template=tokenizer.chat_template or get_family(cls.family_name).chat_template,
-        )
+        family = get_family(cls.family_name)
+        return cls(image_processor, tokenizer, chat_template=chat_template_for(family, tokenizer.chat_template))
 
     def to_dict(self) -> dict[str, Any]:
         """The stock processor's config: its class name and a video processor entry beside the image processor."""
@@ -147,9 +144,8 @@ def build_processor(family: str, tokenizer: Any, min_pixels: int, max_pixels: in
     """A family's image-only processor around ``tokenizer``, with the family's image processor and chat template."""
     spec = get_family(family)
     image_processor = image_processor_for(min_pixels, max_pixels, spec)
-    return PROCESSORS[spec.name](
-        image_processor, tokenizer, chat_template=tokenizer.chat_template or spec.chat_template
-    )
+    template = chat_template_for(spec, tokenizer.chat_template)
+    return PROCESSORS[spec.name](image_processor, tokenizer, chat_template=template)
 
 
 def image_processor_for(min_pixels: int, max_pixels: int, family: Family | None = None) -> Qwen2VLImageProcessorPil:
