@@ -1,5 +1,5 @@
-"""``dmms model``: build local models (Qwen2.5-VL architecture) that ``--model hf:DIR`` then loads: a student
-around a released language model, or a model built from a config."""
+"""``dmms model``: build local models that ``--model hf:DIR`` then loads: a model of a Qwen-VL family built from a
+config, or a student (Qwen2.5-VL architecture) around a released language model."""
 
 from __future__ import annotations
 
@@ -18,9 +18,20 @@ app.add_typer(model_app, name="model")
 @user_errors
 def init(
     out: Annotated[Path, typer.Option("--out", help="Folder to save the model and its processor in.")],
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            help="Model family: qwen2-vl, qwen2.5-vl, qwen3-vl, qwen3-vl-moe or qwen3.5, with its own processor and "
+            "chat template (default: qwen2.5-vl)."
+        ),
+    ] = None,
     vocab: Annotated[
-        str, typer.Option(help="qwen (the released Qwen2.5 vocabulary) or small (trained BPE).")
-    ] = "small",
+        str | None,
+        typer.Option(
+            help="qwen (the family's released vocabulary) or small (trained BPE with the family's special tokens). "
+            "Default: qwen with --arch, small without (the scratch student)."
+        ),
+    ] = None,
     size: Annotated[
         str,
         typer.Option(
@@ -41,10 +52,11 @@ def init(
     ] = None,
     vision: Annotated[str, typer.Option(help="With --lm: the new vision tower's size, tiny or small.")] = "tiny",
 ) -> None:
-    """Build a model: a student around a released LM (--lm), or one randomly initialized from a size and a
-    vocabulary; prints the folder."""
+    """Build a model: one of a family (--arch) randomly initialized from a size and a vocabulary, or a student
+    around a released LM (--lm); prints the folder."""
     from deepmmsearch.errors import ConfigError
     from deepmmsearch.models.build import VOCABS, init_model
+    from deepmmsearch.models.families import DEFAULT_FAMILY, get_family
     from deepmmsearch.models.sizes import get_size
     from deepmmsearch.models.tokenizers import read_corpus
 
@@ -53,14 +65,18 @@ def init(
 
         if corpus is not None:
             raise ConfigError("--corpus trains the small vocabulary; a student around --lm keeps the LM's vocabulary")
+        if arch not in (None, DEFAULT_FAMILY) or vocab is not None:
+            raise ConfigError("a student around --lm is a qwen2.5-vl with the LM's vocabulary: drop --arch and --vocab")
         typer.echo(str(graft(out, lm, vision=vision, seed=seed, say=lambda line: typer.echo(line, err=True))))
         return
 
-    get_size(size)  # an unknown size fails before any work
+    family = get_family(arch or DEFAULT_FAMILY)  # an unknown family or size fails before any work
+    get_size(size)
+    vocab = vocab or ("qwen" if arch is not None else "small")
     if vocab not in VOCABS:
         raise ConfigError(f"unknown vocabulary {vocab!r}; use one of: {', '.join(VOCABS)}")
     if corpus is not None and vocab != "small":
         raise ConfigError("--corpus trains the small vocabulary; use it with --vocab small")
     texts = list(read_corpus(corpus)) if corpus is not None else None
-    path = init_model(out, vocab=vocab, size=size, corpus=texts, vocab_size=vocab_size, seed=seed)
+    path = init_model(out, vocab=vocab, size=size, corpus=texts, vocab_size=vocab_size, seed=seed, arch=family.name)
     typer.echo(str(path))

@@ -1,4 +1,4 @@
-"""Build a Qwen2.5-VL model from a size and a vocabulary, save it with its processor, and load it back."""
+"""Build a model of a Qwen-VL family from a size and a vocabulary, save it with its processor, and load it back."""
 
 from __future__ import annotations
 
@@ -8,26 +8,56 @@ from typing import Any, Literal
 
 from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.models.chat import EOS_TOKEN, IMAGE_TOKEN, PAD_TOKEN, VIDEO_TOKEN, VISION_START_TOKEN
+from deepmmsearch.models.families import DEFAULT_FAMILY, Family, family_of, get_family
 from deepmmsearch.models.sizes import ModelSize, get_size
 from deepmmsearch.protocol import PromptStyle
 
 Vocab = Literal["qwen", "small"]
 VOCABS: tuple[str, ...] = ("qwen", "small")
+# The shapes of released models exist for Qwen2.5-VL only; the other families build from the small shapes.
+RELEASED_SIZES = ("3b", "7b")
 
 
-def build_tokenizer(vocab: str, corpus: Iterable[str] | None = None, vocab_size: int = 1024) -> Any:
-    """The tokenizer of a vocabulary name: ``qwen`` (released ids) or ``small`` (trained on ``corpus``)."""
+def build_tokenizer(
+    vocab: str, corpus: Iterable[str] | None = None, vocab_size: int = 1024, family: str = DEFAULT_FAMILY
+) -> Any:
+    """The tokenizer of a vocabulary name: ``qwen`` (the family's released ids) or ``small`` (trained on
+    ``corpus``), with the family's special tokens and chat template."""
     from deepmmsearch.models import tokenizers
 
     if vocab == "qwen":
-        return tokenizers.qwen_tokenizer()
+        return tokenizers.qwen_tokenizer(family)
     if vocab == "small":
-        return tokenizers.small_tokenizer(corpus if corpus is not None else tokenizers.default_corpus(), vocab_size)
+        texts = corpus if corpus is not None else tokenizers.default_corpus()
+        return tokenizers.small_tokenizer(texts, vocab_size, family)
     raise ConfigError(f"unknown vocabulary {vocab!r}; use one of: {', '.join(VOCABS)}")
 
 
-def vision_config(size: ModelSize, out_hidden_size: int) -> dict[str, Any]:
-    """The vision tower of a size, its merger projecting to ``out_hidden_size`` (the language model's width)."""
+def vision_config(size: ModelSize, out_hidden_size: int, family: Family | None = None) -> dict[str, Any]:
+    """The vision tower of a size in the family's terms, its merger projecting to ``out_hidden_size`` (the
+    language model's width)."""
+    family = family or get_family(DEFAULT_FAMILY)
+    if family.name == "qwen2-vl":
+        return {
+            "depth": size.vision_depth,
+            "embed_dim": size.vision_hidden_size,
+            "hidden_size": out_hidden_size,
+            "mlp_ratio": size.vision_intermediate_size // size.vision_hidden_size,
+            "num_heads": size.vision_heads,
+        }
+    if family.qwen3:
+        return {
+            "depth": size.vision_depth,
+            "hidden_size": size.vision_hidden_size,
+            "intermediate_size": size.vision_intermediate_size,
+            "num_heads": size.vision_heads,
+            "out_hidden_size": out_hidden_size,
+            "patch_size": family.patch_size,
+            # Learned positions on a square grid, interpolated to each image's: 48x48 in the released towers.
+            "num_position_embeddings": 48 * 48 if size.vision_depth > 8 else 16 * 16,
+            # Which blocks feed their features into the first language-model layers ("deepstack").
+            "deepstack_visual_indexes": _deepstack(size.vision_depth),
+        }
     return {
         "depth": size.vision_depth,
         "hidden_size": size.vision_hidden_size,
@@ -39,14 +69,31 @@ def vision_config(size: ModelSize, out_hidden_size: int) -> dict[str, Any]:
     }
 
 
-def build_config(size: ModelSize, tokenizer: Any) -> Any:
-    """A ``Qwen2_5_VLConfig`` of this size whose token ids are the tokenizer's."""
-    from transformers import Qwen2_5_VLConfig
+def _deepstack(depth: int) -> list[int]:
+    """Three blocks spread over the tower as in the released ones (8, 16, 24 of 27); the middle one of a tiny one."""
+    return [depth // 3, 2 * depth // 3, depth - 3] if depth > 8 else [depth // 2]
 
+
+def interleaved_mrope_section(rotary_dim: int) -> list[int]:
+    """Qwen3-VL's split of a head's rotary pairs into time, height and width (24/20/20 of 64), for any width."""
+    half = rotary_dim // 2
+    height = width = (half * 20) // 64 or 1
+    return [half - height - width, height, width]
+
+
+def build_config(size: ModelSize, tokenizer: Any, family: str = DEFAULT_FAMILY) -> Any:
+    """The family's config of this size whose token ids are the tokenizer's."""
+    import transformers
+
+    spec = get_family(family)
+    if spec.name != DEFAULT_FAMILY and size.vocab_size is not None:
+        raise ConfigError(
+            f"sizes {', '.join(RELEASED_SIZES)} are Qwen2.5-VL's released shapes; build {spec.name} as tiny, mini "
+            f"or small, or start from a released model ({spec.released})"
+        )
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (EOS_TOKEN, PAD_TOKEN, IMAGE_TOKEN, VIDEO_TOKEN)}
-    vocab_size = max(size.vocab_size or 0, len(tokenizer))
-    text_config = {
-        "vocab_size": vocab_size,
+    text_config: dict[str, Any] = {
+        "vocab_size": max(size.vocab_size or 0, len(tokenizer)),
         "hidden_size": size.hidden_size,
         "intermediate_size": size.intermediate_size,
         "num_hidden_layers": size.num_layers,
@@ -64,17 +111,58 @@ def build_config(size: ModelSize, tokenizer: Any) -> Any:
         "eos_token_id": ids[EOS_TOKEN],
         "pad_token_id": ids[PAD_TOKEN],
     }
-    return Qwen2_5_VLConfig(
+    if spec.qwen3:
+        text_config.update(_qwen3_text(size, spec))
+    config_class = getattr(transformers, spec.model_class.replace("ForConditionalGeneration", "Config"))
+    return config_class(
         text_config=text_config,
-        vision_config=vision_config(size, size.hidden_size),
+        vision_config=vision_config(size, size.hidden_size, spec),
         image_token_id=ids[IMAGE_TOKEN],
         video_token_id=ids[VIDEO_TOKEN],
         vision_start_token_id=tokenizer.convert_tokens_to_ids(VISION_START_TOKEN),
+        vision_end_token_id=tokenizer.convert_tokens_to_ids("<|vision_end|>"),
         tie_word_embeddings=size.tie_word_embeddings,
         bos_token_id=ids[PAD_TOKEN],
         eos_token_id=ids[EOS_TOKEN],
         pad_token_id=ids[PAD_TOKEN],
     )
+
+
+def _qwen3_text(size: ModelSize, family: Family) -> dict[str, Any]:
+    """What the Qwen3-VL text models add: q/k norms over an explicit head_dim with interleaved rotary sections;
+    for the MoE a few experts; for Qwen3.5 gated-delta-net (linear-attention) layers before every full one."""
+    head_dim = size.head_dim
+    rotary = head_dim // 4 if family.hybrid else head_dim  # Qwen3.5 rotates a quarter of each head
+    text: dict[str, Any] = {
+        "head_dim": head_dim,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": size.rope_theta,
+            "mrope_section": interleaved_mrope_section(rotary),
+            "mrope_interleaved": True,
+            **({"partial_rotary_factor": 0.25} if family.hybrid else {}),
+        },
+    }
+    if family.name == "qwen3-vl-moe":
+        text.update(
+            num_experts=4,
+            num_experts_per_tok=2,
+            moe_intermediate_size=size.intermediate_size // 2,
+            decoder_sparse_step=1,
+        )
+    if family.hybrid:
+        # Released: three linear-attention layers to one full-attention layer; a 2-layer model gets one of each.
+        text.update(
+            layer_types=[
+                "full_attention" if (i + 1) % 4 == 0 or i == size.num_layers - 1 else "linear_attention"
+                for i in range(size.num_layers)
+            ],
+            linear_num_key_heads=size.num_kv_heads,
+            linear_num_value_heads=size.num_heads,
+            linear_key_head_dim=head_dim,
+            linear_value_head_dim=head_dim,
+        )
+    return text
 
 
 def init_model(
@@ -84,21 +172,27 @@ def init_model(
     corpus: Iterable[str] | None = None,
     vocab_size: int = 1024,
     seed: int = 0,
+    arch: str = DEFAULT_FAMILY,
 ) -> Path:
-    """Build a randomly initialized model with its processor and save both to ``out``, loadable as ``hf:OUT``."""
+    """Build a randomly initialized model of the family ``arch`` with its processor and save both to ``out``,
+    loadable as ``hf:OUT`` and by ``AutoProcessor``."""
     import torch
-    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+    import transformers
+    from transformers import GenerationConfig
 
-    from deepmmsearch.models.processor import ImageOnlyQwen2_5_VLProcessor, image_processor_for
+    from deepmmsearch.models.processor import build_processor
 
+    family = get_family(arch)
     shape = get_size(size)
-    tokenizer = build_tokenizer(vocab, corpus, vocab_size)
-    processor = ImageOnlyQwen2_5_VLProcessor(
-        image_processor_for(shape.min_pixels, shape.max_pixels), tokenizer, chat_template=tokenizer.chat_template
+    tokenizer = build_tokenizer(vocab, corpus, vocab_size, family.name)
+    # Sizes count pixels in Qwen2.5-VL's 28x28-pixel tokens: the same numbers of tokens in the family's.
+    token = family.pixels_per_token
+    processor = build_processor(
+        family.name, tokenizer, shape.min_pixels // (28 * 28) * token, shape.max_pixels // (28 * 28) * token
     )
-    config = build_config(shape, tokenizer)
+    config = build_config(shape, tokenizer, family.name)
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
+    model = getattr(transformers, family.model_class)(config)
     model.generation_config = GenerationConfig(
         eos_token_id=[tokenizer.convert_tokens_to_ids(EOS_TOKEN), tokenizer.convert_tokens_to_ids(PAD_TOKEN)],
         pad_token_id=tokenizer.convert_tokens_to_ids(PAD_TOKEN),
@@ -151,15 +245,28 @@ def write_prompt_style(folder: str | Path, style: PromptStyle) -> None:
     (Path(folder) / PROMPT_STYLE_FILE).write_text(f"{style.value}\n", encoding="utf-8")
 
 
+def model_family(path: str | Path) -> Family:
+    """The family of the model at ``path`` (a folder or hub id), from its config's ``model_type``."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(path))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot load a model config from {path}: {' '.join(str(e).split())[:300]}") from None
+    return family_of(config.model_type)
+
+
 def load_model(path: str | Path, dtype: str = "auto", device: str = "auto") -> tuple[Any, Any]:
-    """Load a Qwen2.5-VL-family checkpoint and its image-only processor: ``(model, processor)``, in eval mode."""
+    """Load a checkpoint of any Qwen-VL family we run and its image-only processor: ``(model, processor)``, in
+    eval mode. The family is read once, from the checkpoint's config."""
     from transformers import AutoModelForImageTextToText
 
-    from deepmmsearch.models.processor import ImageOnlyQwen2_5_VLProcessor
+    from deepmmsearch.models.processor import load_processor
 
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
-    processor = ImageOnlyQwen2_5_VLProcessor.from_pretrained(path)
+    family = model_family(path)
+    processor = load_processor(path, family.name)
     try:
         model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=torch_dtype)
     except (OSError, ValueError) as e:

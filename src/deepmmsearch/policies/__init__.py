@@ -2,7 +2,7 @@
 
 - ``openai:MODEL[@BASE_URL]``: an OpenAI-compatible chat-completions server;
 - ``script:FILE``: replays the replies in a JSON file;
-- ``hf:PATH_OR_ID``: a local transformers VLM of the Qwen2.5-VL family;
+- ``hf:PATH_OR_ID``: a local transformers VLM of a Qwen-VL family (Qwen2-VL to Qwen3.5);
 - ``vllm:PATH_OR_ID``: the same model run by an in-process vLLM engine (a GPU and ``pip install vllm``);
 - ``oracle``: the offline world's teacher, which plays each world question by its plan through the tools.
 """

@@ -1,10 +1,15 @@
-"""``hf:PATH_OR_ID``: a local Qwen2.5-VL-family model run with transformers, with per-episode prefix caching.
+"""``hf:PATH_OR_ID``: a local model of a Qwen-VL family run with transformers, with per-episode prefix caching.
 
 Each episode keeps the KV cache of what the model has already read (image, history, its own reply), so the
 next turn only prefills the new tokens. Prompts are built by :func:`encode_conversation`, the same function
 training uses, and previous replies are re-inserted as the exact ids that were sampled, so the cached prefix
 always matches. A batch prefills each conversation on its own (no padding inside a prompt), then decodes all
 of them together over left-padded caches.
+
+Qwen3.5 is hybrid: most of its layers are linear attention, whose cache is a state after the whole prefix (a
+convolution window and a recurrent matrix), not one key and value a token. Such a state cannot be cut short, so a
+cached episode is reused only when the new prompt extends all of it, and in a batch these states are stacked, not
+padded.
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ class HFConfig:
 
 @dataclass
 class _Entry:
-    """An episode's cache: the ids it has read and their keys/values per layer, each (1, heads, len, dim)."""
+    """An episode's cache: the ids it has read and per layer their keys/values, each (1, heads, len, dim), or for a
+    linear-attention layer its convolution and recurrent states after them."""
 
     ids: list[int]
     kv: list[tuple[Any, Any]]
@@ -173,7 +179,7 @@ class ReplyGuide:
 
 
 class HFPolicy(Policy):
-    """A transformers VLM of the Qwen2.5-VL family as a policy (see the module docstring)."""
+    """A transformers VLM of a Qwen-VL family as a policy (see the module docstring)."""
 
     def __init__(
         self,
@@ -218,6 +224,7 @@ class HFPolicy(Policy):
         # model's forward takes **kwargs: its base model's says which name.
         forward = getattr(self.model, "get_base_model", lambda: self.model)().forward
         self._cache_kwarg = "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+        self._linear = linear_attention_layers(self.model.config)
 
     async def generate(self, conversations: Sequence[Conversation]) -> list[Generation]:
         import torch
@@ -256,7 +263,6 @@ class HFPolicy(Policy):
             return out
 
     def _prefill(self, conversation: Conversation) -> _Prepared:
-        from transformers import DynamicCache
 
         images = None
         if conversation.image is not None and any(m.image is not None for m in conversation.messages):
@@ -275,7 +281,7 @@ class HFPolicy(Policy):
         grid = enc.get("image_grid_thw")
         positions, _ = self.model.model.get_rope_index(enc["input_ids"], enc["mm_token_type_ids"], image_grid_thw=grid)
         reuse, kv = self._reusable(conversation, ids, enc["mm_token_type_ids"][0])
-        cache = DynamicCache(ddp_cache_data=kv) if reuse else DynamicCache(config=self.model.config)
+        cache = self._new_cache(kv)
         kwargs: dict[str, Any] = {}
         if grid is not None and bool(enc["mm_token_type_ids"][0, reuse:].any()):
             pixel_values = enc["pixel_values"].to(self.device, self.model.dtype)
@@ -289,7 +295,7 @@ class HFPolicy(Policy):
             **kwargs,
         )
         prepared.first_logits = output.logits[0, -1].float()
-        prepared.kv = [(layer.keys, layer.values) for layer in getattr(output, self._cache_kwarg).layers]
+        prepared.kv = self._states(getattr(output, self._cache_kwarg))
         prepared.next_position = int(positions[:, 0, -1].max()) + 1
         self.stats["prompt_tokens"] += len(ids)
         self.stats["prefilled_tokens"] += len(ids) - reuse
@@ -309,29 +315,65 @@ class HFPolicy(Policy):
         image_at = image_mask.nonzero()
         if len(image_at) and int(image_at[0]) < common <= int(image_at[-1]):
             common = int(image_at[0])  # never split an image: its features are computed whole
-        if common == 0:
-            return 0, []
+        if common == 0 or (self._linear and common != len(entry.ids)):
+            return 0, []  # a linear-attention state holds the whole cached prefix or nothing
         self._cache.move_to_end(conversation.id)
-        return common, [(k[:, :, :common], v[:, :, :common]) for k, v in entry.kv]
+        return common, [
+            (a, b) if i in self._linear else (a[:, :, :common], b[:, :, :common]) for i, (a, b) in enumerate(entry.kv)
+        ]
+
+    def _states(self, cache: Any) -> list[tuple[Any, Any]]:
+        """What a cache holds, layer by layer: keys and values, or a linear-attention layer's two states."""
+        return [
+            (layer.conv_states[0], layer.recurrent_states[0]) if i in self._linear else (layer.keys, layer.values)
+            for i, layer in enumerate(cache.layers)
+        ]
+
+    def _new_cache(self, states: list[tuple[Any, Any]]) -> Any:
+        """A cache holding ``states`` (from :meth:`_states`), or an empty one."""
+        from transformers import DynamicCache
+
+        if not states or not self._linear:
+            return DynamicCache(ddp_cache_data=states) if states else DynamicCache(config=self.model.config)
+        cache = DynamicCache(config=self.model.config)
+        length = next(k.shape[2] for i, (k, _) in enumerate(states) if i not in self._linear)
+        for i, (a, b) in enumerate(states):
+            layer = cache.layers[i]
+            if i not in self._linear:
+                layer.update(a, b)
+                continue
+            layer.lazy_initialization(conv_states=a, recurrent_states=b)
+            layer.conv_states[0].copy_(a)  # copied: decoding updates the states in place
+            layer.recurrent_states[0].copy_(b)
+            layer.has_previous_state[0] = True
+            layer.cumulative_length_linear.fill_(length)  # what the masks take as the cached length
+        return cache
 
     def _decode(self, batch: list[_Prepared]) -> list[tuple[Generation, _Entry]]:
         import torch
-        from transformers import DynamicCache
 
         n_layers = len(batch[0].kv)
-        lengths = [p.kv[0][0].shape[2] for p in batch]
+        attention_layer = next(i for i in range(n_layers) if i not in self._linear)
+        lengths = [p.kv[attention_layer][0].shape[2] for p in batch]
         width = max(lengths)
         pads = [width - length for length in lengths]
-        # Left-pad every cache to the same length; the padded slots are masked out of attention.
+        # Left-pad every cache to the same length; the padded slots are masked out of attention. A linear-attention
+        # layer's states have no length: they are stacked as they are.
         kv = []
         for layer in range(n_layers):
+            if layer in self._linear:
+                kv.append(tuple(torch.cat([p.kv[layer][part] for p in batch]) for part in (0, 1)))
+                continue
             keys, values = [], []
             for p, pad in zip(batch, pads, strict=True):
                 k, v = p.kv[layer]
                 keys.append(torch.nn.functional.pad(k, (0, 0, pad, 0)))
                 values.append(torch.nn.functional.pad(v, (0, 0, pad, 0)))
             kv.append((torch.cat(keys), torch.cat(values)))
-        cache = DynamicCache(ddp_cache_data=kv)
+        cache = self._new_cache(kv)
+        # A row that has finished is still fed (its last token again) while others go on: its linear-attention
+        # states are taken when it finishes, before they read tokens that are not its own.
+        finished_states: dict[int, list[tuple[Any, Any]]] = {}
         attention = torch.zeros(len(batch), width, dtype=torch.long, device=self.device)
         for row, pad in enumerate(pads):
             attention[row, pad:] = 1
@@ -366,6 +408,13 @@ class HFPolicy(Policy):
                         continue
                 if len(tokens[row]) >= max_new[row]:
                     finish[row] = "length"
+            if self._linear:
+                for row in range(len(batch)):
+                    if finish[row] is not None and row not in finished_states:
+                        finished_states[row] = [
+                            (a[row : row + 1].clone(), b[row : row + 1].clone()) if i in self._linear else (a, b)
+                            for i, (a, b) in enumerate(self._states(cache))
+                        ]
             if all(f is not None for f in finish):
                 break
             feed = torch.tensor([[t[-1]] for t in tokens], device=self.device)
@@ -386,11 +435,14 @@ class HFPolicy(Policy):
             self.stats["generated_tokens"] += len(generated)
             # The cache holds the prompt and every reply token but the last (which was never fed).
             end = pads[row] + len(p.ids) + len(generated) - 1
+            final = self._states(cache)
             entry = _Entry(
                 p.ids + generated[:-1],
                 [
-                    (k[row : row + 1, :, pads[row] : end].clone(), v[row : row + 1, :, pads[row] : end].clone())
-                    for k, v in ((layer.keys, layer.values) for layer in cache.layers)
+                    finished_states[row][i]
+                    if i in self._linear
+                    else (a[row : row + 1, :, pads[row] : end].clone(), b[row : row + 1, :, pads[row] : end].clone())
+                    for i, (a, b) in enumerate(final)
                 ],
             )
             generation = Generation(
@@ -447,3 +499,12 @@ class HFPolicy(Policy):
         while len(self._cache) > self.config.max_cached_episodes:
             evicted, _ = self._cache.popitem(last=False)
             self._images.pop(evicted, None)
+
+
+def linear_attention_layers(config: Any) -> frozenset[int]:
+    """The layers of a model whose cache is a linear-attention state (Qwen3.5's gated delta nets), by index."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import LinearAttentionCacheLayerMixin
+
+    layers = DynamicCache(config=config).layers
+    return frozenset(i for i, layer in enumerate(layers) if isinstance(layer, LinearAttentionCacheLayerMixin))

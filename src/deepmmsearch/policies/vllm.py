@@ -1,4 +1,4 @@
-"""``vllm:PATH_OR_ID``: a Qwen2.5-VL-family model run by an in-process vLLM engine, on a GPU.
+"""``vllm:PATH_OR_ID``: a model of a Qwen-VL family run by an in-process vLLM engine, on a GPU.
 
 The prompt is built exactly as the ``hf:`` policy builds it (:func:`encode_conversation`: image placeholders
 expanded, earlier replies as the ids that were sampled) and handed to vLLM as token ids with the image as
@@ -151,8 +151,10 @@ def _start_engine(path: str, config: VLLMConfig) -> tuple[Any, Any]:
         from vllm import LLM
     except ImportError:
         raise ConfigError(INSTALL_HINT) from None
-    from deepmmsearch.models.processor import ImageOnlyQwen2_5_VLProcessor
+    from deepmmsearch.models.build import model_family
+    from deepmmsearch.models.processor import load_processor
 
+    processor = load_processor(path, model_family(path).name)
     engine = LLM(
         model=path,
         gpu_memory_utilization=config.gpu_memory_utilization,
@@ -160,4 +162,4 @@ def _start_engine(path: str, config: VLLMConfig) -> tuple[Any, Any]:
         tensor_parallel_size=config.tensor_parallel_size,
         seed=config.seed or 0,
     )
-    return engine, ImageOnlyQwen2_5_VLProcessor.from_pretrained(path)
+    return engine, processor

@@ -147,7 +147,7 @@ class TrainAlignConfig:
 class TrainSFTConfig:
     """Supervised cold start on the conversations of ``dmms data build`` (loss on the assistant's tokens only)."""
 
-    model: str = field(default="", metadata={"help": "model folder or hub id to start from (Qwen2.5-VL family)"})
+    model: str = field(default="", metadata={"help": "model folder or hub id to start from (a Qwen-VL family)"})
     data: str = field(default="", metadata={"help": "output folder of `dmms data build` (or its sft/ dataset)"})
     out: str = field(default="runs/sft", metadata={"help": "run folder: checkpoints, logs and final/ (the model)"})
     lora: LoraSettings = field(default_factory=LoraSettings)

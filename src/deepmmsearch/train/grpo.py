@@ -106,6 +106,8 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
 
     # --- trainer: reward = judge_weight x judge + format_weight x format, through TRL's reward_weights
     args = grpo_args(config, use_cpu, bf16, world_size())
+    # TRL renders each prompt itself for its image inputs: with the family's template switches, as our encoder does.
+    args.chat_template_kwargs = {**(args.chat_template_kwargs or {}), **getattr(processor, "template_kwargs", {})}
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=list(REWARD_FUNCS),
