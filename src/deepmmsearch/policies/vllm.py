@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,8 @@ def sampling_params(regex: str | None = None, **settings: Any) -> Any:
 class VLLMPolicy(Policy):
     """A vLLM engine as a policy (see the module docstring)."""
 
+    marks_start = True  # batches wait on a lock: the reply timeout starts when one holds it
+
     def __init__(
         self,
         path: str,
@@ -91,18 +94,26 @@ class VLLMPolicy(Policy):
     def generate_sync(self, conversations: list[Conversation]) -> list[Generation]:
         """The blocking body of :meth:`generate`: one engine call for the whole batch."""
         with self._lock:
+            started = time.monotonic()
+            for conversation in conversations:
+                conversation.started_at = started  # the reply timeout counts from here, not from the queue
             prompts, settings, rows = [], [], []
             out = [Generation(text="", token_ids=[], logprobs=[], finish_reason="context_limit") for _ in conversations]
             for row, conversation in enumerate(conversations):
                 prompt = self._prompt(conversation)
-                room = self.max_context - len(prompt["prompt_token_ids"])
-                if room < 2:
+                room = conversation.reply_room(
+                    len(prompt["prompt_token_ids"]), self.sampling.max_new_tokens, self.max_context
+                )
+                if room < 1 or len(prompt["prompt_token_ids"]) >= self.max_context - 1:
                     continue  # no room for a reply: stays a context_limit generation
                 prompts.append(prompt)
-                settings.append(self._settings(min(self.sampling.max_new_tokens, room)))
+                settings.append(self._settings(room))
                 rows.append(row)
             if not prompts:
-                raise ContextLimitError(f"the conversation is longer than the model's context ({self.max_context})")
+                raise ContextLimitError(
+                    f"no room for a reply: the conversation is at the model's context ({self.max_context}) or at "
+                    "the episode's token budget"
+                )
             results = self.engine.generate(prompts, sampling_params=settings, use_tqdm=False)
             for row, prompt, result in zip(rows, prompts, results, strict=True):
                 out[row] = self._generation(prompt, result.outputs[0])

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -52,6 +54,7 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
         world_size,
     )
     from deepmmsearch.train.config import grpo_args
+    from deepmmsearch.train.distributed import check_rollout_sharding
     from deepmmsearch.train.reward import REWARD_FUNCS
     from deepmmsearch.train.rollout import AgentRollout
 
@@ -61,7 +64,9 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
     checkpoint = resume_checkpoint(config.out, resume)
     # Rollouts are prompted in the style the model was trained in; the trained model keeps it.
     style = config.agent.prompt_style(read_prompt_style(config.model))
-    config = replace(config, agent=replace(config.agent, prompts=style.value))
+    # The episode budget is GRPO's (TRL's max_completion_length); the agent loop enforces it.
+    agent = replace(config.agent, prompts=style.value, max_episode_tokens=config.max_episode_tokens)
+    config = replace(config, agent=agent)
 
     # --- data: questions with their images and gold answers; the rollout looks each one up by id
     if not config.questions:
@@ -106,21 +111,23 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
 
     # --- trainer: reward = judge_weight x judge + format_weight x format, through TRL's reward_weights
     args = grpo_args(config, use_cpu, bf16, world_size())
-    trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=list(REWARD_FUNCS),
-        args=args,
-        train_dataset=dataset,
-        processing_class=processor,
-        rollout_func=rollout,
-        callbacks=[make_metrics_logger(config.out)],
-    )
+    with _quiet_model_init_kwargs_warning():
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=list(REWARD_FUNCS),
+            args=args,
+            train_dataset=dataset,
+            processing_class=processor,
+            rollout_func=rollout,
+            callbacks=[make_metrics_logger(config.out)],
+        )
+    check_rollout_sharding(trainer.accelerator, config.use_vllm)
 
     # --- train, continuing from the last checkpoint when resuming
     with warnings.catch_warnings():
         # TRL 1.16 reads the deprecated ``is_gradient_checkpointing`` on every rollout: not ours to fix.
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
-        _, summary = train_and_save(trainer, processor, config.out, checkpoint, start, "GRPO")
+        _, summary = train_and_save(trainer, processor, config.out, checkpoint, start, "GRPO", dtype=dtype)
     if trainer.is_world_process_zero():
         write_prompt_style(summary["final"], style)
     rewards = [r["reward"] for r in read_metrics(config.out) if "reward" in r]
@@ -130,3 +137,20 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
         "reward_last": rewards[-1] if rewards else None,
         "reward_mean": sum(rewards) / len(rewards) if rewards else None,
     }
+
+
+@contextmanager
+def _quiet_model_init_kwargs_warning() -> Iterator[None]:
+    """TRL warns that ``model_init_kwargs`` are ignored when the policy is passed loaded, but it builds the reference
+    model from them (``grpo_args``): the warning would mislead."""
+    import logging
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "model_init_kwargs" not in record.getMessage()
+
+    logger = logging.getLogger("trl.trainer.grpo_trainer")
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)

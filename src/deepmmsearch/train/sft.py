@@ -64,10 +64,11 @@ def resolve_image(path: str, data_dir: Path) -> str:
 
 
 def encode_example(processor: Any, messages: list[Message], image: Any) -> dict[str, Any]:
-    """Model inputs of one conversation with its labels: loss on assistant reply tokens only."""
+    """Model inputs of one conversation with its labels: loss on assistant reply tokens only, each reply's
+    ``<|im_end|>`` included."""
     from deepmmsearch.models.encoding import encode_conversation
 
-    enc = encode_conversation(processor, messages, image, use_token_ids=False)
+    enc = encode_conversation(processor, messages, image, use_token_ids=False, train_end_of_turn=True)
     labels = enc["input_ids"].masked_fill(enc.pop("assistant_mask") == 0, IGNORE_INDEX)
     return {**enc, "labels": labels}
 
@@ -253,7 +254,7 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
     )
 
     # --- train, continuing from the last checkpoint when resuming
-    result, summary = train_and_save(trainer, processor, config.out, checkpoint, start, "SFT")
+    result, summary = train_and_save(trainer, processor, config.out, checkpoint, start, "SFT", dtype=dtype)
     # The model answers best when prompted as it was trained: the data's style, told by its system prompts.
     styles = Counter(prompt_style_of(m[0]["content"]) for m in rows["messages"] if m and m[0]["role"] == "system")
     style = styles.most_common(1)[0][0] if styles else None
