@@ -9,7 +9,6 @@ of them together over left-padded caches.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import threading
 import time
@@ -18,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepmmsearch.devices import to_thread
 from deepmmsearch.errors import ContextLimitError, PolicyError
 from deepmmsearch.models.chat import PAD_TOKEN, never_sampled_ids, stop_ids
 from deepmmsearch.models.encoding import encode_conversation, image_inputs
@@ -228,7 +228,7 @@ class HFPolicy(Policy):
         import torch
 
         try:
-            return await asyncio.to_thread(self.generate_sync, list(conversations))
+            return await to_thread(self.generate_sync, list(conversations))  # on this rank's GPU, not GPU 0
         except torch.OutOfMemoryError:
             raise PolicyError(
                 f"{self.name} ran out of memory on {self.device} with {len(conversations)} conversation(s): "

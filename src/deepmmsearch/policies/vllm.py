@@ -7,13 +7,12 @@ policy's per-episode KV cache does. Guided decoding is vLLM's structured outputs
 pattern. GRPO's rollouts use this policy on the engine TRL colocates with the trainer (``use_vllm: true``), whose
 weights TRL syncs before each step's rollouts.
 
-vLLM needs a CUDA machine and is not a dependency: ``pip install vllm==0.32.0`` (the release built on torch 2.13.0,
-as this project is).
+vLLM needs a CUDA machine and is not a dependency: ``pip install -e ".[gpu]"`` installs vLLM 0.30.0, the newest
+release in TRL 1.16's supported range that takes our transformers, built on torch 2.13.0 as this project is.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 import threading
 import time
@@ -21,13 +20,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepmmsearch.devices import to_thread
 from deepmmsearch.errors import ConfigError, ContextLimitError, PolicyError
 from deepmmsearch.models.chat import never_sampled_ids, stop_ids
 from deepmmsearch.models.encoding import encode_conversation
 from deepmmsearch.policies.base import Conversation, Generation, Policy, SamplingConfig, reply_text
 from deepmmsearch.protocol import REPLY_PATTERN, STOP_STRINGS
 
-INSTALL_HINT = "vLLM is not installed: pip install vllm==0.32.0 (built on torch 2.13.0, as we are) on a GPU machine"
+INSTALL_HINT = 'vLLM is not installed: pip install -e ".[gpu]" (vLLM 0.30.0, which TRL 1.16 supports) on a GPU machine'
 
 
 @dataclass
@@ -87,7 +87,7 @@ class VLLMPolicy(Policy):
 
     async def generate(self, conversations: Sequence[Conversation]) -> list[Generation]:
         try:
-            return await asyncio.to_thread(self.generate_sync, list(conversations))
+            return await to_thread(self.generate_sync, list(conversations))  # on this rank's GPU, not GPU 0
         except (RuntimeError, ValueError) as error:  # vLLM reports engine failures as these
             raise PolicyError(f"{self.name}: {error}") from error
 

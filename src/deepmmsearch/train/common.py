@@ -59,17 +59,25 @@ def world_size() -> int:
 
 
 def trainable_model(
-    path: str, dtype: str, lora: LoraSettings, train_vision: bool = False, train_language_model: bool = True
+    path: str,
+    dtype: str,
+    lora: LoraSettings,
+    train_vision: bool = False,
+    train_language_model: bool = True,
+    max_pixels: int | None = None,
 ) -> tuple[Any, Any]:
     """``(model, processor)`` ready to train: vision tower and projector frozen (unless ``train_vision``, for a new
     vision tower); LoRA on the LM, the whole LM, or (``train_language_model`` false, vision alignment) none of it.
-    Weights the optimizer updates directly load in float32 where ``master_dtype`` says so."""
+    Weights the optimizer updates directly load in float32 where ``master_dtype`` says so. ``max_pixels`` bounds
+    the images the processor makes (see :func:`limit_image_size`)."""
     from deepmmsearch.models.build import load_model
 
     if not path:
         raise ConfigError("no model to train: set model: in the config or pass --model DIR")
     full_weights = train_vision or (train_language_model and not lora.enabled)
     model, processor = load_model(path, master_dtype(dtype, full_weights), "cpu")  # the Trainer moves it
+    if max_pixels is not None:
+        limit_image_size(processor, max_pixels)
     # The projector (visual.merger) lives inside the vision tower in Qwen2.5-VL: one switch freezes both.
     for parameter in model.model.visual.parameters():
         parameter.requires_grad = train_vision
@@ -92,6 +100,17 @@ def trainable_model(
             raise ConfigError(f"lora.target_modules {lora.target_modules!r} matches no layer of {path}")
     model.train()
     return model, processor
+
+
+def image_size_limit(processor: Any) -> int:
+    """The largest image, in pixels, that the processor makes (its ``max_pixels``)."""
+    return int(processor.image_processor.size["longest_edge"])
+
+
+def limit_image_size(processor: Any, max_pixels: int) -> None:
+    """Resize images to at most ``max_pixels`` (the processor then says so in the ``final/`` it is saved to)."""
+    size = processor.image_processor.size
+    processor.image_processor.size = {"shortest_edge": int(size["shortest_edge"]), "longest_edge": int(max_pixels)}
 
 
 def trainable_names(model: Any) -> list[str]:

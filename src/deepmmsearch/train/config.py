@@ -164,6 +164,13 @@ class TrainSFTConfig:
     global_batch_size: int = field(default=8, metadata={"help": "conversations per optimizer step, all devices"})
     per_device_batch_size: int = field(default=1, metadata={"help": "conversations per forward pass per device"})
     max_length: int = field(default=8192, metadata={"help": "longer conversations are left out (never cut)"})
+    max_pixels: int | None = field(
+        default=None,
+        metadata={
+            "help": "largest image, in pixels, after resizing (the image processor's max_pixels; saved with final/); "
+            "None: the model's own (a released Qwen2.5-VL's allows 12.8M pixels, 16,384 tokens an image)"
+        },
+    )
     dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16 or float32"})
     device: str = field(default="auto", metadata={"help": "auto or cpu"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
@@ -195,6 +202,7 @@ class TrainSFTConfig:
                 raise ValueError(f"{name} is a share of the conversations, from 0 to 1; got {getattr(self, name)}")
         if self.caption_rows < 0:
             raise ValueError(f"caption_rows must not be negative, got {self.caption_rows}")
+        _check_max_pixels(self.max_pixels)
 
 
 @dataclass
@@ -246,6 +254,13 @@ class TrainGRPOConfig:
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature of rollouts"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling of rollouts"})
     max_new_tokens: int = field(default=8192, metadata={"help": "longest reply per turn"})
+    max_pixels: int | None = field(
+        default=None,
+        metadata={
+            "help": "largest image, in pixels, after resizing (the image processor's max_pixels; saved with final/); "
+            "None: the model's own (a released Qwen2.5-VL's allows 12.8M pixels, 16,384 tokens an image)"
+        },
+    )
     max_episode_tokens: int = field(
         default=8192,
         metadata={
@@ -293,6 +308,7 @@ class TrainGRPOConfig:
         if self.scale_rewards not in ("none", "group", "batch"):
             raise ValueError(f"scale_rewards must be none, group or batch, got {self.scale_rewards!r}")
         _check_batch(self.questions_per_step * self.num_generations, self.per_device_batch_size)
+        _check_max_pixels(self.max_pixels)
         if self.max_episode_tokens < 1:
             raise ValueError(f"max_episode_tokens must be at least 1, got {self.max_episode_tokens}")
         if self.vllm_importance_sampling_mode not in IMPORTANCE_SAMPLING_MODES:
@@ -304,6 +320,11 @@ class TrainGRPOConfig:
             # vLLM does not report which tokens its grammar forced, and a forced token must carry no weight in the
             # loss (docs/training.md, "Guided decoding"): guided rollouts stay on the transformers path.
             raise ValueError("use_vllm: true needs guided: false (vLLM does not say which tokens its grammar forced)")
+
+
+def _check_max_pixels(max_pixels: int | None) -> None:
+    if max_pixels is not None and max_pixels < 56 * 56:  # the smallest image Qwen2.5-VL's processor makes
+        raise ValueError(f"max_pixels must be at least {56 * 56} (56 x 56), got {max_pixels}")
 
 
 def _check_batch(global_batch: int, per_device: int) -> None:

@@ -46,6 +46,8 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
     from deepmmsearch.tools import build_toolbox
     from deepmmsearch.train.common import (
         device_and_precision,
+        image_size_limit,
+        limit_image_size,
         make_metrics_logger,
         read_metrics,
         resume_checkpoint,
@@ -93,6 +95,13 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
 
     # --- model: the policy being trained, vision tower frozen
     model, processor = trainable_model(config.model, dtype, config.lora, config.train_vision)
+    if config.max_pixels is not None and config.max_pixels != image_size_limit(processor):
+        if config.use_vllm:  # the engine builds its own processor from the model folder
+            raise ConfigError(
+                f"max_pixels {config.max_pixels} differs from the model folder's ({image_size_limit(processor)}), "
+                "which vLLM reads: leave max_pixels unset under use_vllm, or set it at SFT"
+            )
+        limit_image_size(processor, config.max_pixels)
 
     # --- rollouts: the agent loop with real tools (their cache makes repeated searches free) and the judge
     toolbox = build_toolbox(config.tools)

@@ -203,6 +203,7 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
     from deepmmsearch.protocol import prompt_style_of
     from deepmmsearch.train.common import (
         device_and_precision,
+        image_size_limit,
         make_metrics_logger,
         resume_checkpoint,
         train_and_save,
@@ -228,7 +229,9 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
         rows = concatenate_datasets([rows, Dataset.from_list([{**extra, **r} for r in pictures]).cast(rows.features)])
 
     # --- model: vision tower frozen, LoRA or the whole language model trainable
-    model, processor = trainable_model(config.model, dtype, config.lora, config.train_vision)
+    model, processor = trainable_model(
+        config.model, dtype, config.lora, config.train_vision, max_pixels=config.max_pixels
+    )
     swapping = config.swap_names or config.swap_answers  # the pools come from the data's texts
     texts = [[m["content"] for m in row["messages"]] for row in rows] if swapping else []
     names = proper_words(t for turns in texts for t in turns) if config.swap_names else []
@@ -239,7 +242,20 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
     lengths = collator.lengths(rows)
     keep = [i for i, n in enumerate(lengths) if n <= config.max_length]
     if not keep:
-        raise ConfigError(f"every conversation is longer than max_length={config.max_length}")
+        raise ConfigError(
+            f"every conversation is longer than max_length={config.max_length} tokens (the longest: "
+            f"{max(lengths)}); raise max_length, or lower max_pixels (images take most of them)"
+        )
+    if len(keep) < len(lengths):
+        import warnings
+
+        warnings.warn(
+            f"SFT leaves out {len(lengths) - len(keep)} of {len(lengths)} conversations longer than max_length="
+            f"{config.max_length} tokens (the longest: {max(lengths)}); raise max_length, or lower max_pixels "
+            f"(now {image_size_limit(processor)})",
+            UserWarning,
+            stacklevel=2,
+        )
     rows = rows.select(keep)
 
     # --- trainer: TRL's SFTTrainer with our collator; our callback writes the metrics log
