@@ -283,3 +283,17 @@ def test_episode_token_budget_bounds_replies_and_ends_the_episode(toolbox, quest
     unbounded = CountedPolicy()
     asyncio.run(Agent(unbounded, toolbox, AgentConfig(rules=Rules(max_turns=2))).run(question))
     assert unbounded.bounds == [(None, None), (None, None)]
+
+
+class NoRoomPolicy(Policy):
+    """The reply a batched local policy gives a conversation with no room left beside others that had some."""
+
+    name = "no-room"
+
+    async def generate(self, conversations):
+        return [Generation(text="", token_ids=[], finish_reason="context_limit") for _ in conversations]
+
+
+def test_a_reply_with_no_room_ends_the_episode_at_the_context_limit(toolbox, question):
+    t = asyncio.run(Agent(NoRoomPolicy(), toolbox).run(question))
+    assert t.stop_reason == StopReason.CONTEXT_LIMIT and t.format_errors == 0

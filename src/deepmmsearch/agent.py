@@ -291,6 +291,8 @@ class Agent:
             except PolicyError as e:
                 return stop(StopReason.POLICY_ERROR, str(e))
             latency = time.perf_counter() - t0
+            if generation.finish_reason == "context_limit":  # batched with others, this one had no room left
+                return stop(StopReason.CONTEXT_LIMIT, "no room for a reply: the model's context or the token budget")
             if opening is None:
                 opening = generation.prompt_tokens
             timings["policy_s"] += latency
