@@ -1,4 +1,4 @@
-"""`dmms doctor` on a CPU: it reports the environment, runs each training path once, and says what it could not check."""
+"""`dmms doctor` on a CPU: it reports the environment, runs each training path once, says what it did not check."""
 
 from __future__ import annotations
 
