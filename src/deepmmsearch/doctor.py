@@ -169,9 +169,11 @@ def _prepare(out: Path) -> str:
     from deepmmsearch.world.build import WorldConfig, build_world
 
     ready = out / "prepared"
+    # This launch's name: a marker left by an earlier run must not let the other processes start early.
+    launch = os.environ.get("TORCHELASTIC_RUN_ID", "") + os.environ.get("MASTER_PORT", "")
     if _rank() != 0:
         for _ in range(600):
-            if ready.exists():
+            if ready.is_file() and ready.read_text() == launch:
                 return "made by process 0"
             time.sleep(0.5)
         raise TimeoutError(f"process 0 did not prepare {out} within 5 minutes")
@@ -181,7 +183,7 @@ def _prepare(out: Path) -> str:
     questions = read_questions(out / "world" / "questions" / "train.jsonl")[:8]
     run_config = RunConfig(tools=_tools(out))
     summary = asyncio.run(build_data(questions, "oracle", out / "data", DataBuildConfig(), run_config))
-    ready.touch()
+    ready.write_text(launch)
     return f"world of 8 entities, tiny model, {summary.get('kept', '?')} SFT conversations"
 
 
