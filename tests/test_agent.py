@@ -214,3 +214,86 @@ def test_episodes_are_prompted_in_the_configs_style_else_the_models_else_full(to
     assert episode(PromptStyle.SHORT, "full")[0].text == system_prompt(PromptStyle.FULL)
     with pytest.raises(ValueError, match=r"agent.prompts must be one of full, short"):
         AgentConfig(prompts="terse")
+
+
+class LockedPolicy(Policy):
+    """One batch at a time behind a lock, in a worker thread, as the hf: and vllm: policies run: a request queued
+    behind others marks when its own generation starts."""
+
+    name = "locked"
+    max_batch_size = 1
+    marks_start = True
+
+    def __init__(self, seconds: float) -> None:
+        import threading
+
+        self.seconds = seconds
+        self.lock = threading.Lock()
+
+    async def generate(self, conversations):
+        return await asyncio.to_thread(self.generate_sync, conversations)
+
+    def generate_sync(self, conversations):
+        import time
+
+        with self.lock:
+            for conversation in conversations:
+                conversation.started_at = time.monotonic()
+            time.sleep(self.seconds)
+            return [Generation(answer("38 m")) for _ in conversations]
+
+
+def test_reply_timeout_does_not_count_the_time_a_request_queues(toolbox, question):
+    # Four episodes, one generation of 0.2 s at a time: the last waits 0.6 s in the queue, past the 0.35 s timeout.
+    agent = Agent(LockedPolicy(0.2), toolbox, AgentConfig(policy_timeout_s=0.35))
+    trajectories = asyncio.run(agent.run_many([question] * 4))
+    assert [t.stop_reason for t in trajectories] == [StopReason.ANSWER] * 4
+    # A generation that itself runs past the timeout still times out.
+    agent = Agent(LockedPolicy(0.3), toolbox, AgentConfig(policy_timeout_s=0.1))
+    t = asyncio.run(agent.run(question))
+    assert t.stop_reason == StopReason.POLICY_ERROR and "no reply within" in t.error
+
+
+class CountedPolicy(Policy):
+    """Text searches whose prompt grows 50 tokens a turn from 100, each reply 40 tokens; records the bounds it got."""
+
+    name = "counted"
+
+    def __init__(self) -> None:
+        self.bounds: list[tuple[int | None, int | None]] = []
+
+    async def generate(self, conversations):
+        out = []
+        for conversation in conversations:
+            turn = len(self.bounds)
+            self.bounds.append((conversation.max_new_tokens, conversation.max_length))
+            out.append(Generation(text(f"q{turn}"), prompt_tokens=100 + 50 * turn, completion_tokens=40))
+        return out
+
+
+def test_episode_token_budget_bounds_replies_and_ends_the_episode(toolbox, question):
+    policy = CountedPolicy()
+    agent = Agent(policy, toolbox, AgentConfig(max_episode_tokens=150))
+    t = asyncio.run(agent.run(question))
+    # Turn 1 may take the whole budget; later turns end at the opening prompt (100 tokens) + 150. After turn 3,
+    # 200 - 100 + 40 = 140 tokens are used; after turn 4, 190: no reply could follow, so no tool is called.
+    assert policy.bounds == [(150, None), (None, 250), (None, 250), (None, 250)]
+    assert t.stop_reason == StopReason.CONTEXT_LIMIT and "budget of 150 tokens" in t.error
+    assert t.tool_calls == {"text_search": 3} and t.turns == 4
+    unbounded = CountedPolicy()
+    asyncio.run(Agent(unbounded, toolbox, AgentConfig(rules=Rules(max_turns=2))).run(question))
+    assert unbounded.bounds == [(None, None), (None, None)]
+
+
+class NoRoomPolicy(Policy):
+    """The reply a batched local policy gives a conversation with no room left beside others that had some."""
+
+    name = "no-room"
+
+    async def generate(self, conversations):
+        return [Generation(text="", token_ids=[], finish_reason="context_limit") for _ in conversations]
+
+
+def test_a_reply_with_no_room_ends_the_episode_at_the_context_limit(toolbox, question):
+    t = asyncio.run(Agent(NoRoomPolicy(), toolbox).run(question))
+    assert t.stop_reason == StopReason.CONTEXT_LIMIT and t.format_errors == 0

@@ -39,9 +39,16 @@ from deepmmsearch.tools.toolbox import Toolbox
 @dataclass
 class AgentConfig:
     rules: Rules = field(default_factory=Rules)
-    policy_timeout_s: float = field(default=300.0, metadata={"help": "per generation request"})
+    policy_timeout_s: float = field(
+        default=300.0,
+        metadata={"help": "per generation request, from when the policy starts on it (time queued not counted)"},
+    )
     episode_timeout_s: float = field(default=1800.0, metadata={"help": "per episode, all turns included"})
     max_concurrent_episodes: int = field(default=64, metadata={"help": "episodes in flight at once"})
+    max_episode_tokens: int | None = field(
+        default=None,
+        metadata={"help": "tokens an episode may add after its opening prompt: replies and tool results (None: any)"},
+    )
     batch_window_s: float = field(
         default=0.005, metadata={"help": "how long a generation request waits for others to share its batch"}
     )
@@ -51,6 +58,8 @@ class AgentConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.max_episode_tokens is not None and self.max_episode_tokens < 1:
+            raise ValueError(f"agent.max_episode_tokens must be at least 1, got {self.max_episode_tokens}")
         if self.prompts and self.prompts not in set(PromptStyle):
             raise ValueError(f"agent.prompts must be one of {', '.join(PromptStyle)} (or empty), got {self.prompts!r}")
 
@@ -116,6 +125,25 @@ class GenerationBatcher:
             self._flusher = asyncio.create_task(self._flush_later())
         return await future
 
+    async def reply(self, conversation: Conversation, timeout_s: float) -> Generation:
+        """:meth:`generate`, raising TimeoutError when no reply came ``timeout_s`` after the policy started on the
+        conversation (``Conversation.started_at``). Time spent queued, here or behind the policy's lock, does not
+        count: with 64 episodes on a batch of 8, a request may wait for several batches of long replies."""
+        request = asyncio.ensure_future(self.generate(conversation))
+        try:
+            while True:
+                started = conversation.started_at
+                left = timeout_s - (time.monotonic() - started) if started is not None else timeout_s
+                if left <= 0:
+                    raise TimeoutError
+                # Not started yet: look again within a second (or the timeout, if shorter).
+                done, _ = await asyncio.wait({request}, timeout=left if started is not None else min(left, 1.0))
+                if done:
+                    return request.result()
+        finally:
+            if not request.done():
+                request.cancel()
+
     async def _flush_later(self) -> None:
         await asyncio.sleep(self.window_s)
         self._flusher = None
@@ -133,6 +161,10 @@ class GenerationBatcher:
         live = [(c, f) for c, f in batch if not f.done()]  # an episode that timed out no longer waits
         if not live:
             return
+        if not self.policy.marks_start:  # a policy that may hold the batch back marks the start itself
+            now = time.monotonic()
+            for conversation, _ in live:
+                conversation.started_at = now
         try:
             generations = await self.policy.generate([c for c, _ in live])
             if len(generations) != len(live):
@@ -233,6 +265,8 @@ class Agent:
         tokens = trajectory.tokens
         tokens.update(prompt=0, completion=0)
         consecutive_errors = 0
+        budget = self.config.max_episode_tokens
+        opening: int | None = None  # tokens of the opening prompt, told by the first reply's prompt count
 
         def stop(reason: StopReason, error: str | None = None) -> None:
             trajectory.stop_reason = reason.value
@@ -242,9 +276,14 @@ class Agent:
             if trajectory.turns >= rules.max_turns:
                 return stop(StopReason.MAX_TURNS)
             t0 = time.perf_counter()
+            conversation = Conversation(episode_id, list(messages), image, question)
+            if budget is not None:  # the episode's token budget bounds this reply
+                if opening is None:
+                    conversation.max_new_tokens = budget
+                else:
+                    conversation.max_length = opening + budget
             try:
-                async with asyncio.timeout(self.config.policy_timeout_s):
-                    generation = await batcher.generate(Conversation(episode_id, list(messages), image, question))
+                generation = await batcher.reply(conversation, self.config.policy_timeout_s)
             except TimeoutError:
                 return stop(StopReason.POLICY_ERROR, f"no reply within {self.config.policy_timeout_s:g} s")
             except ContextLimitError as e:
@@ -252,6 +291,10 @@ class Agent:
             except PolicyError as e:
                 return stop(StopReason.POLICY_ERROR, str(e))
             latency = time.perf_counter() - t0
+            if generation.finish_reason == "context_limit":  # batched with others, this one had no room left
+                return stop(StopReason.CONTEXT_LIMIT, "no room for a reply: the model's context or the token budget")
+            if opening is None:
+                opening = generation.prompt_tokens
             timings["policy_s"] += latency
             trajectory.turns += 1
             tokens["prompt"] += generation.prompt_tokens or 0
@@ -282,6 +325,10 @@ class Agent:
             if action.kind is ActionKind.ANSWER:
                 trajectory.answer = action.query
                 return stop(StopReason.ANSWER)
+            if budget is not None and opening is not None and generation.prompt_tokens is not None:
+                used = generation.prompt_tokens - opening + (generation.completion_tokens or 0)
+                if used >= budget:  # no reply could follow the tool's result
+                    return stop(StopReason.CONTEXT_LIMIT, f"the episode used its budget of {budget} tokens")
 
             result = await self.toolbox.run(action, question.question, image, question.image)
             timings["tools_s"] += result.latency_s

@@ -241,6 +241,31 @@ def test_a_conversation_longer_than_the_context_is_refused(loaded, image) -> Non
     assert short_reply.token_ids and len(short_reply.token_ids) <= 55 - short_reply.prompt_tokens
 
 
+def test_an_episode_budget_bounds_the_reply(loaded, image) -> None:
+    hf = policy(loaded, max_new_tokens=30, guided=False)
+    capped = first_turn(0, image)
+    capped.max_new_tokens = 3
+    (reply,) = hf.generate_sync([capped])
+    assert reply.completion_tokens <= 3 and capped.started_at is not None
+    bounded = first_turn(0, image)
+    bounded.max_length = reply.prompt_tokens + 2
+    (reply,) = hf.generate_sync([bounded])
+    assert reply.completion_tokens <= 2
+    spent = first_turn(0, image)
+    spent.max_length = reply.prompt_tokens
+    with pytest.raises(ContextLimitError, match="token budget"):
+        hf.generate_sync([spent])
+
+
+def test_the_vocabulary_size_comes_from_the_config(loaded, image, monkeypatch) -> None:
+    # Under ZeRO-3 an unwrapped model's output embedding is an empty shard: the guide must not size itself on it.
+    model, _ = loaded
+    monkeypatch.setattr(model, "get_output_embeddings", lambda: torch.nn.Linear(4, 0, bias=False))
+    hf = policy(loaded, max_new_tokens=4)
+    assert hf.guide.plain.shape[0] == model.config.get_text_config().vocab_size
+    assert hf.generate_sync([first_turn(0, image)])[0].token_ids
+
+
 def test_the_cache_keeps_at_most_max_cached_episodes(loaded, image) -> None:
     hf = policy(loaded, max_new_tokens=2, max_cached_episodes=1)
     hf.generate_sync([first_turn(0, image), first_turn(1, image)])

@@ -122,3 +122,40 @@ def test_a_missing_model_is_a_tool_error_that_names_it(tmp_path: Path, monkeypat
     grounder = ZeroShotDetectorGrounder(str(tmp_path / "no-model"), "owlv2")
     with pytest.raises(ToolError, match="no-model"):
         asyncio.run(grounder.ground(IMAGE, "the red ball"))
+
+
+class ThreadDevices:
+    """CUDA's current device as the CUDA runtime keeps it: per thread, and 0 in a thread that never set it."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.local = threading.local()
+
+    def set_device(self, device: int) -> None:
+        self.local.device = device
+
+    def current_device(self) -> int:
+        return getattr(self.local, "device", 0)
+
+
+def test_the_detector_loads_on_the_callers_gpu_from_its_worker_thread(grounding_dino_dir, monkeypatch):
+    from transformers import GroundingDinoForObjectDetection
+
+    devices = ThreadDevices()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", devices.current_device)
+    monkeypatch.setattr(torch.cuda, "set_device", devices.set_device)
+    moved: list[str] = []
+
+    def to(model, device):  # record where the model goes; it stays on the CPU that runs the test
+        moved.append(device)
+        return model
+
+    monkeypatch.setattr(GroundingDinoForObjectDetection, "to", to)
+    devices.set_device(3)  # this process's rank runs on GPU 3, as Accelerate sets it in the main thread
+    grounder = ZeroShotDetectorGrounder(str(grounding_dino_dir), "grounding-dino", threshold=0.0, text_threshold=0.0)
+    asyncio.run(grounder.ground(IMAGE, "the red ball"))
+    assert moved == ["cuda:3"]
+    # A plain worker thread would have put it on GPU 0.
+    assert asyncio.run(asyncio.to_thread(devices.current_device)) == 0

@@ -38,8 +38,15 @@ def test_sft_labels_cover_exactly_the_assistant_replies(sft_data, processor):
 
     tokenizer = processor.tokenizer
     replies = [m["content"] for m in row["messages"] if m["role"] == "assistant"]
-    assert tokenizer.decode(ids[trained]) == "".join(replies)
-    assert int(trained.sum()) == sum(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in replies)
+    # Each reply is trained with the <|im_end|> that ends its turn, and the ids are the template's all the same.
+    assert tokenizer.decode(ids[trained]) == "".join(r + "<|im_end|>" for r in replies)
+    assert int(trained.sum()) == sum(len(tokenizer(r, add_special_tokens=False)["input_ids"]) + 1 for r in replies)
+    from deepmmsearch.models.encoding import encode_conversation
+    from deepmmsearch.train.sft import resolve_image, row_messages
+
+    messages = row_messages(row, resolve_image(row["image_path"], data_dir))
+    plain = encode_conversation(processor, messages, load_image(messages[1].image), use_token_ids=False)
+    assert plain["input_ids"][0].tolist() == ids[batch["attention_mask"][0] == 1].tolist()
     context = tokenizer.decode(ids[~trained])
     for message in row["messages"]:
         if message["kind"] in ("prompt", "tool_result"):

@@ -8,6 +8,7 @@ from deepmmsearch.cli import (  # noqa: F401
     ask,
     data,
     demo,
+    doctor,
     eval,
     fetch,
     kb,

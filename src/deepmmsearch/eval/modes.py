@@ -130,10 +130,8 @@ async def _answer_turn(
     tokens.update(prompt=0, completion=0)
     t0 = time.perf_counter()
     try:
-        async with asyncio.timeout(config.policy_timeout_s):
-            generation = await batcher.generate(
-                Conversation(episode_id, list(trajectory.messages), image, trajectory.question)
-            )
+        conversation = Conversation(episode_id, list(trajectory.messages), image, trajectory.question)
+        generation = await batcher.reply(conversation, config.policy_timeout_s)
     except TimeoutError:
         trajectory.stop_reason = StopReason.POLICY_ERROR.value
         trajectory.error = f"no reply within {config.policy_timeout_s:g} s"

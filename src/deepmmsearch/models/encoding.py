@@ -34,6 +34,7 @@ def encode_conversation(
     add_generation_prompt: bool = False,
     use_token_ids: bool = True,
     images: dict[str, Any] | None = None,
+    train_end_of_turn: bool = False,
 ) -> dict[str, Any]:
     """Tokenize a multi-turn conversation with the model's chat template.
 
@@ -44,7 +45,9 @@ def encode_conversation(
     An assistant message that carries ``token_ids`` (what a local policy sampled) is inserted as those ids,
     not re-tokenized from its text: BPE of a sampled sequence need not be canonical, and training must see
     the sampled tokens. A reply that ended with ``<|im_end|>`` keeps that token as its own (trainable) last one.
-    ``images`` may pass precomputed :func:`image_inputs` to skip the image processor.
+    ``images`` may pass precomputed :func:`image_inputs` to skip the image processor. ``train_end_of_turn``: a
+    reply given as text is a whole turn, and its ``<|im_end|>`` is trainable too (SFT: a model that never learned
+    to end its turn runs on past the reply where a server does not stop it at our stop strings).
     """
     import torch
 
@@ -99,6 +102,8 @@ def encode_conversation(
             reply = list(message.token_ids)
         else:
             reply = tokenizer(message.text, add_special_tokens=False)["input_ids"]
+            if train_end_of_turn:
+                reply.append(eos_id)
         strip_eos = bool(reply) and reply[-1] == eos_id
         ids += reply
         mask += [1] * len(reply)

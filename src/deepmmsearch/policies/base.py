@@ -33,12 +33,24 @@ class Conversation:
 
     ``id`` names the episode, so that a policy may keep per-episode state such as a KV cache. ``question`` is the
     record the episode answers; models ignore it, but a teacher that knows the ground truth reads it.
+    ``max_new_tokens`` and ``max_length`` bound this turn's reply (in tokens) and prompt plus reply, below the
+    sampling settings and the model's context: the agent sets them from the episode's token budget.
     """
 
     id: str
     messages: list[Message]
     image: Image.Image | None = None
     question: Question | None = None
+    max_new_tokens: int | None = None
+    max_length: int | None = None
+    started_at: float | None = None  # time.monotonic() when the policy began on it; the reply timeout counts from it
+
+    def reply_room(self, prompt_tokens: int, max_new_tokens: int, context: int) -> int:
+        """Tokens this turn's reply may take after ``prompt_tokens`` of prompt: the sampling settings'
+        ``max_new_tokens``, this conversation's bounds and the model's ``context``, whichever is least."""
+        limit = min(context, self.max_length) if self.max_length is not None else context
+        cap = min(max_new_tokens, self.max_new_tokens) if self.max_new_tokens is not None else max_new_tokens
+        return min(cap, limit - prompt_tokens)
 
 
 @dataclass
@@ -67,12 +79,15 @@ class Policy(ABC):
 
     ``max_batch_size`` tells the agent loop how many conversations one :meth:`generate` call may take; the
     loop gathers requests of concurrent episodes up to that size. ``prompts`` is the prompt style the model was
-    trained with, when known; the agent then prompts its episodes in it.
+    trained with, when known; the agent then prompts its episodes in it. ``marks_start``: see below.
     """
 
     name: str = "policy"
     max_batch_size: int = 1
     prompts: PromptStyle | None = None
+    # True for a policy that may hold a batch back (behind a lock, a request limit) and sets each conversation's
+    # ``started_at`` when it starts on it; otherwise the agent loop sets it when it hands the batch over.
+    marks_start: bool = False
 
     @abstractmethod
     async def generate(self, conversations: Sequence[Conversation]) -> list[Generation]:

@@ -14,14 +14,15 @@ padded.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepmmsearch.devices import to_thread
 from deepmmsearch.errors import ContextLimitError, PolicyError
 from deepmmsearch.models.chat import PAD_TOKEN, never_sampled_ids, stop_ids
 from deepmmsearch.models.encoding import encode_conversation, image_inputs
@@ -59,6 +60,7 @@ class _Entry:
 @dataclass
 class _Prepared:
     ids: list[int]
+    room: int = 0  # tokens the reply may take
     next_position: int = 0
     kv: list[tuple[Any, Any]] = field(default_factory=list)
     first_logits: Any = None
@@ -181,6 +183,8 @@ class ReplyGuide:
 class HFPolicy(Policy):
     """A transformers VLM of a Qwen-VL family as a policy (see the module docstring)."""
 
+    marks_start = True  # batches wait on a lock: the reply timeout starts when one holds it
+
     def __init__(
         self,
         path: str,
@@ -210,7 +214,8 @@ class HFPolicy(Policy):
         self.pad_id = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
         self.banned_ids = never_sampled_ids(tokenizer)
         self.max_context = int(self.model.config.text_config.max_position_embeddings)
-        vocab_size = self.model.get_output_embeddings().weight.shape[0]
+        # From the config: under ZeRO-3 the output embedding of an unwrapped model is an empty shard.
+        vocab_size = int(self.model.config.get_text_config().vocab_size)
         if self.config.guided and guide is None:
             guide = ReplyGuide(tokenizer, vocab_size, self.stop_ids)
         self.guide = guide if self.config.guided else None
@@ -230,7 +235,7 @@ class HFPolicy(Policy):
         import torch
 
         try:
-            return await asyncio.to_thread(self.generate_sync, list(conversations))
+            return await to_thread(self.generate_sync, list(conversations))  # on this rank's GPU, not GPU 0
         except torch.OutOfMemoryError:
             raise PolicyError(
                 f"{self.name} ran out of memory on {self.device} with {len(conversations)} conversation(s): "
@@ -248,10 +253,16 @@ class HFPolicy(Policy):
         import torch
 
         with self._lock, torch.inference_mode():
+            started = time.monotonic()
+            for conversation in conversations:
+                conversation.started_at = started  # the reply timeout counts from here, not from the queue
             prepared = [self._prefill(c) for c in conversations]
             live = [i for i, p in enumerate(prepared) if not p.too_long]
             if not live:
-                raise ContextLimitError(f"the conversation is longer than the model's context ({self.max_context})")
+                raise ContextLimitError(
+                    f"no room for a reply: the conversation is at the model's context ({self.max_context}) or at "
+                    "the episode's token budget"
+                )
             results = self._decode([prepared[i] for i in live])
             out = [Generation(text="", token_ids=[], logprobs=[], finish_reason="context_limit") for _ in prepared]
             for i, (generation, entry) in zip(live, results, strict=True):
@@ -274,8 +285,10 @@ class HFPolicy(Policy):
             self.processor, conversation.messages, conversation.image, add_generation_prompt=True, images=images
         )
         ids = enc["input_ids"][0].tolist()
-        prepared = _Prepared(ids)
-        if len(ids) >= self.max_context - 1:
+        prepared = _Prepared(
+            ids, room=conversation.reply_room(len(ids), self.sampling.max_new_tokens, self.max_context)
+        )
+        if prepared.room < 1 or len(ids) >= self.max_context - 1:
             prepared.too_long = True
             return prepared
         grid = enc.get("image_grid_thw")
@@ -380,7 +393,7 @@ class HFPolicy(Policy):
         positions = torch.tensor([p.next_position for p in batch], device=self.device)
         logits = torch.stack([p.first_logits for p in batch])
 
-        max_new = [min(self.sampling.max_new_tokens, self.max_context - len(p.ids)) for p in batch]
+        max_new = [p.room for p in batch]
         tokens: list[list[int]] = [[] for _ in batch]
         logprobs: list[list[float]] = [[] for _ in batch]
         finish: list[str | None] = [None] * len(batch)

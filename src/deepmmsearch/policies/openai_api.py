@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -27,6 +28,8 @@ class OpenAIPolicy(Policy):
     Retries with exponential backoff on 429, 5xx, timeouts and dropped connections are the SDK's own; what
     is left after them becomes one :class:`PolicyError` line saying what to fix.
     """
+
+    marks_start = True  # requests wait on the concurrency limit: the reply timeout starts past it
 
     def __init__(
         self,
@@ -89,13 +92,15 @@ class OpenAIPolicy(Policy):
 
         where = self.base_url or "api.openai.com"
         async with self._semaphore:
+            conversation.started_at = time.monotonic()  # the reply timeout counts from here, not from the queue
             try:
                 response = await self._client.chat.completions.create(
                     model=self.model,
                     messages=self.to_openai_messages(conversation),
                     temperature=self.sampling.temperature,
                     top_p=self.sampling.top_p,
-                    max_tokens=self.sampling.max_new_tokens,
+                    # The server knows the prompt's length, we do not: only the reply bound applies here.
+                    max_tokens=min(self.sampling.max_new_tokens, conversation.max_new_tokens or 1 << 30),
                     stop=list(STOP_STRINGS),
                 )
             except openai.AuthenticationError:

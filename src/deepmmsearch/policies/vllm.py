@@ -7,26 +7,27 @@ policy's per-episode KV cache does. Guided decoding is vLLM's structured outputs
 pattern. GRPO's rollouts use this policy on the engine TRL colocates with the trainer (``use_vllm: true``), whose
 weights TRL syncs before each step's rollouts.
 
-vLLM needs a CUDA machine and is not a dependency: ``pip install vllm==0.32.0`` (the release built on torch 2.13.0,
-as this project is).
+vLLM needs a CUDA machine and is not a dependency: ``pip install -e ".[gpu]"`` installs vLLM 0.30.0, the newest
+release in TRL 1.16's supported range that takes our transformers, built on torch 2.13.0 as this project is.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepmmsearch.devices import to_thread
 from deepmmsearch.errors import ConfigError, ContextLimitError, PolicyError
 from deepmmsearch.models.chat import never_sampled_ids, stop_ids
 from deepmmsearch.models.encoding import encode_conversation
 from deepmmsearch.policies.base import Conversation, Generation, Policy, SamplingConfig, reply_text
 from deepmmsearch.protocol import REPLY_PATTERN, STOP_STRINGS
 
-INSTALL_HINT = "vLLM is not installed: pip install vllm==0.32.0 (built on torch 2.13.0, as we are) on a GPU machine"
+INSTALL_HINT = 'vLLM is not installed: pip install -e ".[gpu]" (vLLM 0.30.0, which TRL 1.16 supports) on a GPU machine'
 
 
 @dataclass
@@ -53,6 +54,8 @@ def sampling_params(regex: str | None = None, **settings: Any) -> Any:
 
 class VLLMPolicy(Policy):
     """A vLLM engine as a policy (see the module docstring)."""
+
+    marks_start = True  # batches wait on a lock: the reply timeout starts when one holds it
 
     def __init__(
         self,
@@ -84,25 +87,33 @@ class VLLMPolicy(Policy):
 
     async def generate(self, conversations: Sequence[Conversation]) -> list[Generation]:
         try:
-            return await asyncio.to_thread(self.generate_sync, list(conversations))
+            return await to_thread(self.generate_sync, list(conversations))  # on this rank's GPU, not GPU 0
         except (RuntimeError, ValueError) as error:  # vLLM reports engine failures as these
             raise PolicyError(f"{self.name}: {error}") from error
 
     def generate_sync(self, conversations: list[Conversation]) -> list[Generation]:
         """The blocking body of :meth:`generate`: one engine call for the whole batch."""
         with self._lock:
+            started = time.monotonic()
+            for conversation in conversations:
+                conversation.started_at = started  # the reply timeout counts from here, not from the queue
             prompts, settings, rows = [], [], []
             out = [Generation(text="", token_ids=[], logprobs=[], finish_reason="context_limit") for _ in conversations]
             for row, conversation in enumerate(conversations):
                 prompt = self._prompt(conversation)
-                room = self.max_context - len(prompt["prompt_token_ids"])
-                if room < 2:
+                room = conversation.reply_room(
+                    len(prompt["prompt_token_ids"]), self.sampling.max_new_tokens, self.max_context
+                )
+                if room < 1 or len(prompt["prompt_token_ids"]) >= self.max_context - 1:
                     continue  # no room for a reply: stays a context_limit generation
                 prompts.append(prompt)
-                settings.append(self._settings(min(self.sampling.max_new_tokens, room)))
+                settings.append(self._settings(room))
                 rows.append(row)
             if not prompts:
-                raise ContextLimitError(f"the conversation is longer than the model's context ({self.max_context})")
+                raise ContextLimitError(
+                    f"no room for a reply: the conversation is at the model's context ({self.max_context}) or at "
+                    "the episode's token budget"
+                )
             results = self.engine.generate(prompts, sampling_params=settings, use_tqdm=False)
             for row, prompt, result in zip(rows, prompts, results, strict=True):
                 out[row] = self._generation(prompt, result.outputs[0])

@@ -8,13 +8,13 @@ package, so the offline default grounder is ``local`` (deepmmsearch.engine.groun
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
+from deepmmsearch.devices import cuda_device_name, to_thread
 from deepmmsearch.errors import ConfigError, ToolError
 from deepmmsearch.tools.base import Box, Grounder
 
@@ -55,7 +55,6 @@ class ZeroShotDetectorGrounder(Grounder):
         HF_HUB_OFFLINE is unset."""
         with self._lock:
             if self._loaded is None:
-                import torch
                 from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
                 ref = self.model_ref
@@ -69,7 +68,8 @@ class ZeroShotDetectorGrounder(Grounder):
                     )
                 except (OSError, ValueError, KeyError) as e:
                     raise ConfigError(f"cannot load the {self.family} detector {self.model_ref!r}: {e}") from None
-                device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+                # Named with its index: a bare "cuda" in this worker thread would mean GPU 0 on every rank.
+                device = self.device or cuda_device_name()
                 self._loaded = (processor, model.to(device).eval())
             return self._loaded
 
@@ -113,7 +113,7 @@ class ZeroShotDetectorGrounder(Grounder):
 
     async def ground(self, image: Image.Image, expression: str) -> Box | None:
         try:
-            return await asyncio.to_thread(self.ground_sync, image, expression)
+            return await to_thread(self.ground_sync, image, expression)
         except ConfigError as e:  # the model could not be loaded: the model reads why, the episode goes on
             raise ToolError(str(e)) from None
         except RuntimeError as e:  # torch failures (out of memory, a bad input) are this call's failure

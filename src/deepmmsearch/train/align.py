@@ -57,5 +57,5 @@ def train_align(config: TrainAlignConfig, resume: bool = False) -> dict[str, Any
         processing_class=processor,
         callbacks=[make_metrics_logger(config.out)],
     )
-    result, summary = train_and_save(trainer, processor, config.out, checkpoint, start, "align")
+    result, summary = train_and_save(trainer, processor, config.out, checkpoint, start, "align", dtype=dtype)
     return {**summary, "train_loss": result.training_loss, "examples": len(rows)}

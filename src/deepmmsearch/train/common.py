@@ -36,21 +36,48 @@ def device_and_precision(device: str, dtype: str) -> tuple[bool, bool, str]:
     return use_cpu, dtype == "bfloat16", "float32" if use_cpu else dtype
 
 
+def sharded_by_launcher() -> bool:
+    """Whether ``accelerate launch`` runs this under DeepSpeed or FSDP (read before the Accelerator exists)."""
+    return any(
+        os.environ.get(name, "").lower() == "true" for name in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP")
+    )
+
+
+def master_dtype(dtype: str, full_weights: bool) -> str:
+    """The dtype trainable weights are loaded in. bfloat16 weights that the optimizer updates directly (full
+    fine-tuning, not LoRA) would round most small updates away (at lr 2e-6 an update is below bfloat16's
+    resolution of most weights), and AdamW would keep bfloat16 moments: those load in float32 and train under
+    bfloat16 autocast. DeepSpeed and FSDP keep float32 master weights themselves; LoRA adapters are float32 (PEFT)."""
+    if dtype == "bfloat16" and full_weights and not sharded_by_launcher():
+        return "float32"
+    return dtype
+
+
 def world_size() -> int:
     """Processes in this run (set by ``accelerate launch`` or ``torchrun``; 1 otherwise)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def trainable_model(
-    path: str, dtype: str, lora: LoraSettings, train_vision: bool = False, train_language_model: bool = True
+    path: str,
+    dtype: str,
+    lora: LoraSettings,
+    train_vision: bool = False,
+    train_language_model: bool = True,
+    max_pixels: int | None = None,
 ) -> tuple[Any, Any]:
     """``(model, processor)`` ready to train: vision tower and projector frozen (unless ``train_vision``, for a new
-    vision tower); LoRA on the LM, the whole LM, or (``train_language_model`` false, vision alignment) none of it."""
+    vision tower); LoRA on the LM, the whole LM, or (``train_language_model`` false, vision alignment) none of it.
+    Weights the optimizer updates directly load in float32 where ``master_dtype`` says so. ``max_pixels`` bounds
+    the images the processor makes (see :func:`limit_image_size`)."""
     from deepmmsearch.models.build import load_model
 
     if not path:
         raise ConfigError("no model to train: set model: in the config or pass --model DIR")
-    model, processor = load_model(path, dtype, "cpu")  # the Trainer moves it to its device
+    full_weights = train_vision or (train_language_model and not lora.enabled)
+    model, processor = load_model(path, master_dtype(dtype, full_weights), "cpu")  # the Trainer moves it
+    if max_pixels is not None:
+        limit_image_size(processor, max_pixels)
     # The projector (visual.merger) lives inside the vision tower in Qwen2.5-VL: one switch freezes both.
     for parameter in model.model.visual.parameters():
         parameter.requires_grad = train_vision
@@ -73,6 +100,17 @@ def trainable_model(
             raise ConfigError(f"lora.target_modules {lora.target_modules!r} matches no layer of {path}")
     model.train()
     return model, processor
+
+
+def image_size_limit(processor: Any) -> int:
+    """The largest image, in pixels, that the processor makes (its ``max_pixels``)."""
+    return int(processor.image_processor.size["longest_edge"])
+
+
+def limit_image_size(processor: Any, max_pixels: int) -> None:
+    """Resize images to at most ``max_pixels`` (the processor then says so in the ``final/`` it is saved to)."""
+    size = processor.image_processor.size
+    processor.image_processor.size = {"shortest_edge": int(size["shortest_edge"]), "longest_edge": int(max_pixels)}
 
 
 def trainable_names(model: Any) -> list[str]:
@@ -110,18 +148,43 @@ def _last_whole_checkpoint(out: Path) -> str | None:
     return None
 
 
-def save_final(trainer: Any, processor: Any, out: str | Path) -> Path:
-    """Save the trained model, LoRA merged in, with its processor to ``out/final``: loadable as ``hf:OUT/final``."""
+def save_final(trainer: Any, processor: Any, out: str | Path, dtype: str | None = None) -> Path:
+    """Save the trained model, LoRA merged in, with its processor and our generation settings to ``out/final``:
+    loadable as ``hf:OUT/final``. Every process takes part (under ZeRO-3 and FSDP the weights are gathered from all
+    of them); the main process merges and writes, weights cast to ``dtype`` (None: as trained)."""
+    from deepmmsearch.train.distributed import gather_state_dict, sharding, write_final
+
     final = Path(out) / FINAL_DIR
-    trainer.accelerator.wait_for_everyone()
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if trainer.accelerator.is_main_process:
-        if hasattr(model, "merge_and_unload"):
-            model = model.merge_and_unload()
-        model.save_pretrained(final)
+    accelerator = trainer.accelerator
+    accelerator.wait_for_everyone()
+    # DeepSpeed gathers through its engine; FSDP through the module it sharded in place.
+    prepared = trainer.model_wrapped if sharding(accelerator) == "zero3" else trainer.model
+    state_dict = gather_state_dict(accelerator, prepared)
+    if accelerator.is_main_process:
+        write_final(state_dict, accelerator.unwrap_model(trainer.model), final, dtype)
         processor.save_pretrained(final)
-    trainer.accelerator.wait_for_everyone()
+        generation_config(processor.tokenizer).save_pretrained(final)
+    accelerator.wait_for_everyone()
     return final
+
+
+def generation_config(tokenizer: Any) -> Any:
+    """Our decoding defaults as a ``GenerationConfig``: greedy, a turn ends at ``<|im_end|>`` (or the padding token),
+    no repetition penalty. Saved in ``final/`` in place of the base model's own sampling settings, which ``vllm
+    serve`` and ``model.generate`` would otherwise apply by default."""
+    from transformers import GenerationConfig
+
+    from deepmmsearch.models.chat import EOS_TOKEN, PAD_TOKEN, stop_ids
+    from deepmmsearch.policies.base import SamplingConfig
+
+    eos = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
+    return GenerationConfig(
+        do_sample=False,
+        eos_token_id=[eos, *sorted(stop_ids(tokenizer) - {eos})],
+        pad_token_id=tokenizer.convert_tokens_to_ids(PAD_TOKEN),
+        max_new_tokens=SamplingConfig().max_new_tokens,
+        repetition_penalty=1.0,
+    )
 
 
 def train_and_save(
@@ -132,10 +195,11 @@ def train_and_save(
     start: float,
     description: str = "training",
     then: Callable[[Any], None] | None = None,
+    dtype: str | None = None,
 ) -> tuple[Any, dict]:
     """Train (continuing from ``checkpoint``) under a progress bar, run ``then`` (given the bars) on the trained
     model, save ``out/final``; return TRL's result and the summary every run reports: final model folder, steps,
-    checkpoint resumed from, processes, wall time."""
+    checkpoint resumed from, processes, wall time. ``dtype``: the weights' type in ``final/`` (None: as trained)."""
     import time
 
     from transformers import PrinterCallback
@@ -148,7 +212,7 @@ def train_and_save(
         result = trainer.train(resume_from_checkpoint=checkpoint)
         if then is not None:
             then(bars)
-    final = save_final(trainer, processor, out)
+    final = save_final(trainer, processor, out, dtype)
     return result, {
         "final": str(final),
         "steps": trainer.state.global_step,

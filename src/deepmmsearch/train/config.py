@@ -164,6 +164,13 @@ class TrainSFTConfig:
     global_batch_size: int = field(default=8, metadata={"help": "conversations per optimizer step, all devices"})
     per_device_batch_size: int = field(default=1, metadata={"help": "conversations per forward pass per device"})
     max_length: int = field(default=8192, metadata={"help": "longer conversations are left out (never cut)"})
+    max_pixels: int | None = field(
+        default=None,
+        metadata={
+            "help": "largest image, in pixels, after resizing (the image processor's max_pixels; saved with final/); "
+            "None: the model's own (a released Qwen2.5-VL's allows 12.8M pixels, 16,384 tokens an image)"
+        },
+    )
     dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16 or float32"})
     device: str = field(default="auto", metadata={"help": "auto or cpu"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
@@ -195,6 +202,7 @@ class TrainSFTConfig:
                 raise ValueError(f"{name} is a share of the conversations, from 0 to 1; got {getattr(self, name)}")
         if self.caption_rows < 0:
             raise ValueError(f"caption_rows must not be negative, got {self.caption_rows}")
+        _check_max_pixels(self.max_pixels)
 
 
 @dataclass
@@ -209,6 +217,9 @@ class RewardSettings:
     def __post_init__(self) -> None:
         if self.metric == "llm" and not self.judge_model:
             raise ValueError("reward.metric llm needs reward.judge_model MODEL[@BASE_URL]")
+
+
+IMPORTANCE_SAMPLING_MODES = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
 
 
 @dataclass
@@ -243,6 +254,20 @@ class TrainGRPOConfig:
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature of rollouts"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling of rollouts"})
     max_new_tokens: int = field(default=8192, metadata={"help": "longest reply per turn"})
+    max_pixels: int | None = field(
+        default=None,
+        metadata={
+            "help": "largest image, in pixels, after resizing (the image processor's max_pixels; saved with final/); "
+            "None: the model's own (a released Qwen2.5-VL's allows 12.8M pixels, 16,384 tokens an image)"
+        },
+    )
+    max_episode_tokens: int = field(
+        default=8192,
+        metadata={
+            "help": "tokens an episode may add after its opening prompt, replies and tool results (the paper's "
+            "8,192-token response limit); TRL's max_completion_length"
+        },
+    )
     guided: bool = field(default=True, metadata={"help": "rollouts sample only replies in the protocol's tag layout"})
     use_vllm: bool = field(
         default=False, metadata={"help": "rollouts generate with a vLLM engine colocated with each trainer process"}
@@ -252,6 +277,17 @@ class TrainGRPOConfig:
     )
     vllm_max_model_length: int | None = field(
         default=None, metadata={"help": "longest episode the vLLM engine holds; None: the model's context"}
+    )
+    vllm_importance_sampling_mode: str = field(
+        default="token_truncate",
+        metadata={
+            "help": "TRL's correction for vLLM's sampling log-probs: token_truncate (each token's ratio capped), "
+            "token_mask, sequence_truncate or sequence_mask (TRL's default: one ratio, the product over every reply "
+            "token of an episode, so small drift over thousands of tokens masks whole episodes)"
+        },
+    )
+    vllm_importance_sampling_clip_max: float = field(
+        default=3.0, metadata={"help": "the cap (truncate) or the limit past which a ratio is zeroed (mask)"}
     )
     dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16 or float32"})
     device: str = field(default="auto", metadata={"help": "auto or cpu"})
@@ -272,10 +308,23 @@ class TrainGRPOConfig:
         if self.scale_rewards not in ("none", "group", "batch"):
             raise ValueError(f"scale_rewards must be none, group or batch, got {self.scale_rewards!r}")
         _check_batch(self.questions_per_step * self.num_generations, self.per_device_batch_size)
+        _check_max_pixels(self.max_pixels)
+        if self.max_episode_tokens < 1:
+            raise ValueError(f"max_episode_tokens must be at least 1, got {self.max_episode_tokens}")
+        if self.vllm_importance_sampling_mode not in IMPORTANCE_SAMPLING_MODES:
+            raise ValueError(
+                f"vllm_importance_sampling_mode must be one of {', '.join(IMPORTANCE_SAMPLING_MODES)}, "
+                f"got {self.vllm_importance_sampling_mode!r}"
+            )
         if self.use_vllm and self.guided:
             # vLLM does not report which tokens its grammar forced, and a forced token must carry no weight in the
             # loss (docs/training.md, "Guided decoding"): guided rollouts stay on the transformers path.
             raise ValueError("use_vllm: true needs guided: false (vLLM does not say which tokens its grammar forced)")
+
+
+def _check_max_pixels(max_pixels: int | None) -> None:
+    if max_pixels is not None and max_pixels < 56 * 56:  # the smallest image Qwen2.5-VL's processor makes
+        raise ValueError(f"max_pixels must be at least {56 * 56} (56 x 56), got {max_pixels}")
 
 
 def _check_batch(global_batch: int, per_device: int) -> None:
@@ -372,12 +421,26 @@ def grpo_args(config: TrainGRPOConfig, use_cpu: bool, bf16: bool, world_size: in
         loss_type=config.loss_type,
         temperature=config.temperature,
         top_p=config.top_p,
-        max_completion_length=config.max_new_tokens,
+        max_completion_length=config.max_episode_tokens,
         # Colocated: each process samples its own episodes turn by turn, so no process waits on another's turns.
         use_vllm=config.use_vllm,
         vllm_mode="colocate",
         vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
         vllm_max_model_length=config.vllm_max_model_length,
+        vllm_importance_sampling_mode=config.vllm_importance_sampling_mode,
+        vllm_importance_sampling_clip_max=config.vllm_importance_sampling_clip_max,
+        # TRL builds the reference model from these; without device_map it would spread one copy over every
+        # visible GPU under FSDP ("auto"). On the CPU it is placed by the trainer, in the run's compute dtype.
+        model_init_kwargs=reference_model_kwargs(config, use_cpu, bf16),
         reward_weights=[config.reward.judge_weight, config.reward.format_weight],
         shuffle_dataset=True,
     )
+
+
+def reference_model_kwargs(config: TrainGRPOConfig, use_cpu: bool, bf16: bool) -> dict[str, Any] | None:
+    """How TRL loads the reference model, when there is one (KL on, no LoRA: with LoRA the adapter-free model is the
+    reference): on the CPU, for the trainer to place it (shard it under ZeRO-3 or FSDP, move it to this process's
+    device otherwise), in the compute dtype even when the policy trains float32 master weights."""
+    if config.beta == 0 or config.lora.enabled:
+        return None
+    return {"device_map": None, "dtype": "bfloat16" if bf16 and not use_cpu else "float32"}

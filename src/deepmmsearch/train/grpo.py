@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -44,6 +46,8 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
     from deepmmsearch.tools import build_toolbox
     from deepmmsearch.train.common import (
         device_and_precision,
+        image_size_limit,
+        limit_image_size,
         make_metrics_logger,
         read_metrics,
         resume_checkpoint,
@@ -52,6 +56,7 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
         world_size,
     )
     from deepmmsearch.train.config import grpo_args
+    from deepmmsearch.train.distributed import check_rollout_sharding
     from deepmmsearch.train.reward import REWARD_FUNCS
     from deepmmsearch.train.rollout import AgentRollout
 
@@ -61,7 +66,9 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
     checkpoint = resume_checkpoint(config.out, resume)
     # Rollouts are prompted in the style the model was trained in; the trained model keeps it.
     style = config.agent.prompt_style(read_prompt_style(config.model))
-    config = replace(config, agent=replace(config.agent, prompts=style.value))
+    # The episode budget is GRPO's (TRL's max_completion_length); the agent loop enforces it.
+    agent = replace(config.agent, prompts=style.value, max_episode_tokens=config.max_episode_tokens)
+    config = replace(config, agent=agent)
 
     # --- data: questions with their images and gold answers; the rollout looks each one up by id
     if not config.questions:
@@ -88,6 +95,13 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
 
     # --- model: the policy being trained, vision tower frozen
     model, processor = trainable_model(config.model, dtype, config.lora, config.train_vision)
+    if config.max_pixels is not None and config.max_pixels != image_size_limit(processor):
+        if config.use_vllm:  # the engine builds its own processor from the model folder
+            raise ConfigError(
+                f"max_pixels {config.max_pixels} differs from the model folder's ({image_size_limit(processor)}), "
+                "which vLLM reads: leave max_pixels unset under use_vllm, or set it at SFT"
+            )
+        limit_image_size(processor, config.max_pixels)
 
     # --- rollouts: the agent loop with real tools (their cache makes repeated searches free) and the judge
     toolbox = build_toolbox(config.tools)
@@ -108,21 +122,23 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
     args = grpo_args(config, use_cpu, bf16, world_size())
     # TRL renders each prompt itself for its image inputs: with the family's template switches, as our encoder does.
     args.chat_template_kwargs = {**(args.chat_template_kwargs or {}), **getattr(processor, "template_kwargs", {})}
-    trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=list(REWARD_FUNCS),
-        args=args,
-        train_dataset=dataset,
-        processing_class=processor,
-        rollout_func=rollout,
-        callbacks=[make_metrics_logger(config.out)],
-    )
+    with _quiet_model_init_kwargs_warning():
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=list(REWARD_FUNCS),
+            args=args,
+            train_dataset=dataset,
+            processing_class=processor,
+            rollout_func=rollout,
+            callbacks=[make_metrics_logger(config.out)],
+        )
+    check_rollout_sharding(trainer.accelerator, config.use_vllm)
 
     # --- train, continuing from the last checkpoint when resuming
     with warnings.catch_warnings():
         # TRL 1.16 reads the deprecated ``is_gradient_checkpointing`` on every rollout: not ours to fix.
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
-        _, summary = train_and_save(trainer, processor, config.out, checkpoint, start, "GRPO")
+        _, summary = train_and_save(trainer, processor, config.out, checkpoint, start, "GRPO", dtype=dtype)
     if trainer.is_world_process_zero():
         write_prompt_style(summary["final"], style)
     rewards = [r["reward"] for r in read_metrics(config.out) if "reward" in r]
@@ -132,3 +148,20 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
         "reward_last": rewards[-1] if rewards else None,
         "reward_mean": sum(rewards) / len(rewards) if rewards else None,
     }
+
+
+@contextmanager
+def _quiet_model_init_kwargs_warning() -> Iterator[None]:
+    """TRL warns that ``model_init_kwargs`` are ignored when the policy is passed loaded, but it builds the reference
+    model from them (``grpo_args``): the warning would mislead."""
+    import logging
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "model_init_kwargs" not in record.getMessage()
+
+    logger = logging.getLogger("trl.trainer.grpo_trainer")
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)

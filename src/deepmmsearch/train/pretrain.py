@@ -369,6 +369,7 @@ def train_pretrain(config: TrainPretrainConfig, resume: bool = False) -> dict[st
         start,
         "pre-training: reading",
         lambda bars: text_copy.append(copy_text(model, processor.tokenizer, texts, config, bars)),
+        dtype=dtype,
     )
     return {
         **summary,

@@ -18,11 +18,19 @@ from deepmmsearch.records import Trajectory
 TOOL_KINDS = tuple(k.value for k in ActionKind if k.is_tool)
 
 
-async def judge_trajectories(scorer: Any, trajectories: Sequence[Trajectory]) -> None:
-    """Set ``correct`` and ``score`` of each trajectory with the evaluation's scorer."""
-    for trajectory in trajectories:
-        verdict = await scorer.judge(trajectory.answer, trajectory.question)
+async def judge_trajectories(scorer: Any, trajectories: Sequence[Trajectory], concurrency: int = 32) -> None:
+    """Set ``correct`` and ``score`` of each trajectory with the evaluation's scorer, up to ``concurrency`` verdicts
+    at once (an LLM judge answers in seconds; one at a time, 256 rollouts would wait minutes a step)."""
+    import asyncio
+
+    limit = asyncio.Semaphore(concurrency)
+
+    async def judge(trajectory: Trajectory) -> None:
+        async with limit:
+            verdict = await scorer.judge(trajectory.answer, trajectory.question)
         trajectory.correct, trajectory.score = verdict.correct, verdict.score
+
+    await asyncio.gather(*(judge(t) for t in trajectories))
 
 
 def format_score(trajectory: Trajectory) -> float:

@@ -117,21 +117,28 @@ class AgentRollout:
         self.calls = 0
 
     def __call__(self, prompts: list[list[dict]], trainer: Any) -> dict[str, list]:
+        from contextlib import nullcontext
+
+        from deepmmsearch.train.distributed import whole_weights
+
         questions = [self.questions[prompt[0]["qid"]] for prompt in prompts]
         images = [_prompt_image(prompt) for prompt in prompts]
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        if hasattr(model, "get_base_model"):
-            model = model.get_base_model()  # the LoRA layers stay in place: rollouts sample from the trained policy
-        was_training = model.training
-        model.eval()  # no dropout while sampling
-        # A fresh policy per step: its KV caches belong to the weights before this step's update.
-        seed = self.seed * 1_000_003 + self.calls * 1009 + trainer.accelerator.process_index
-        self.calls += 1
-        agent = Agent(self._policy(trainer, model, seed, len(prompts)), self.toolbox, self.agent_config)
-        try:
-            trajectories = asyncio.run(self._episodes(agent, questions, images))
-        finally:
-            model.train(was_training)
+        # In-process rollouts need whole weights on every process (ZeRO-3 and FSDP shard them); vLLM has its own copy.
+        on_vllm = getattr(trainer.args, "use_vllm", False)
+        with nullcontext(None) if on_vllm else whole_weights(trainer) as unwrapped:
+            model = unwrapped if unwrapped is not None else trainer.accelerator.unwrap_model(trainer.model)
+            if hasattr(model, "get_base_model"):
+                model = model.get_base_model()  # the LoRA layers stay in place: rollouts sample from the policy
+            was_training = model.training
+            model.eval()  # no dropout while sampling
+            # A fresh policy per step: its KV caches belong to the weights before this step's update.
+            seed = self.seed * 1_000_003 + self.calls * 1009 + trainer.accelerator.process_index
+            self.calls += 1
+            agent = Agent(self._policy(trainer, model, seed, len(prompts)), self.toolbox, self.agent_config)
+            try:
+                trajectories = asyncio.run(self._episodes(agent, questions, images))
+            finally:
+                model.train(was_training)
 
         out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "env_mask": []}
         for prompt, trajectory, image in zip(prompts, trajectories, images, strict=True):

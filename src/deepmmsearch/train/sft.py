@@ -64,10 +64,11 @@ def resolve_image(path: str, data_dir: Path) -> str:
 
 
 def encode_example(processor: Any, messages: list[Message], image: Any) -> dict[str, Any]:
-    """Model inputs of one conversation with its labels: loss on assistant reply tokens only."""
+    """Model inputs of one conversation with its labels: loss on assistant reply tokens only, each reply's
+    ``<|im_end|>`` included."""
     from deepmmsearch.models.encoding import encode_conversation
 
-    enc = encode_conversation(processor, messages, image, use_token_ids=False)
+    enc = encode_conversation(processor, messages, image, use_token_ids=False, train_end_of_turn=True)
     labels = enc["input_ids"].masked_fill(enc.pop("assistant_mask") == 0, IGNORE_INDEX)
     return {**enc, "labels": labels}
 
@@ -202,6 +203,7 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
     from deepmmsearch.protocol import prompt_style_of
     from deepmmsearch.train.common import (
         device_and_precision,
+        image_size_limit,
         make_metrics_logger,
         resume_checkpoint,
         train_and_save,
@@ -227,7 +229,9 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
         rows = concatenate_datasets([rows, Dataset.from_list([{**extra, **r} for r in pictures]).cast(rows.features)])
 
     # --- model: vision tower frozen, LoRA or the whole language model trainable
-    model, processor = trainable_model(config.model, dtype, config.lora, config.train_vision)
+    model, processor = trainable_model(
+        config.model, dtype, config.lora, config.train_vision, max_pixels=config.max_pixels
+    )
     swapping = config.swap_names or config.swap_answers  # the pools come from the data's texts
     texts = [[m["content"] for m in row["messages"]] for row in rows] if swapping else []
     names = proper_words(t for turns in texts for t in turns) if config.swap_names else []
@@ -238,7 +242,20 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
     lengths = collator.lengths(rows)
     keep = [i for i, n in enumerate(lengths) if n <= config.max_length]
     if not keep:
-        raise ConfigError(f"every conversation is longer than max_length={config.max_length}")
+        raise ConfigError(
+            f"every conversation is longer than max_length={config.max_length} tokens (the longest: "
+            f"{max(lengths)}); raise max_length, or lower max_pixels (images take most of them)"
+        )
+    if len(keep) < len(lengths):
+        import warnings
+
+        warnings.warn(
+            f"SFT leaves out {len(lengths) - len(keep)} of {len(lengths)} conversations longer than max_length="
+            f"{config.max_length} tokens (the longest: {max(lengths)}); raise max_length, or lower max_pixels "
+            f"(now {image_size_limit(processor)})",
+            UserWarning,
+            stacklevel=2,
+        )
     rows = rows.select(keep)
 
     # --- trainer: TRL's SFTTrainer with our collator; our callback writes the metrics log
@@ -253,7 +270,7 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
     )
 
     # --- train, continuing from the last checkpoint when resuming
-    result, summary = train_and_save(trainer, processor, config.out, checkpoint, start, "SFT")
+    result, summary = train_and_save(trainer, processor, config.out, checkpoint, start, "SFT", dtype=dtype)
     # The model answers best when prompted as it was trained: the data's style, told by its system prompts.
     styles = Counter(prompt_style_of(m[0]["content"]) for m in rows["messages"] if m and m[0]["role"] == "system")
     style = styles.most_common(1)[0][0] if styles else None
