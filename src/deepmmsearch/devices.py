@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -30,8 +31,9 @@ def cuda_device_name() -> str:
     return "cpu" if device is None else f"cuda:{device}"
 
 
-async def to_thread(function: Callable[..., T], *args: Any) -> T:
-    """``asyncio.to_thread(function, *args)`` with the worker thread set to the caller's current CUDA device."""
+async def to_thread(function: Callable[..., T], *args: Any, executor: Executor | None = None) -> T:
+    """``asyncio.to_thread(function, *args)`` with the worker thread set to the caller's current CUDA device; on
+    ``executor``'s threads when given, else on the event loop's default ones."""
     device = current_cuda_device()
 
     def run() -> T:
@@ -39,4 +41,6 @@ async def to_thread(function: Callable[..., T], *args: Any) -> T:
             sys.modules["torch"].cuda.set_device(device)
         return function(*args)
 
+    if executor is not None:
+        return await asyncio.get_running_loop().run_in_executor(executor, run)
     return await asyncio.to_thread(run)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -289,3 +292,26 @@ def test_the_guide_refuses_a_tag_it_could_not_finish(loaded) -> None:
     # Should a reply still reach a dead end, the stop tokens are the way out, never an empty set to draw from.
     dead = guide.allowed("<reason>x</reason>\n<", False)
     assert bool(dead.any()) and set(dead.nonzero().flatten().tolist()) == guide.stop_ids
+
+
+def test_batches_waiting_for_the_model_leave_the_default_threads_to_the_tools(loaded, image, monkeypatch) -> None:
+    hf = policy(loaded)
+    slow = hf.generate_sync
+
+    def generate_sync(conversations):
+        time.sleep(0.1)
+        return slow(conversations)
+
+    monkeypatch.setattr(hf, "generate_sync", generate_sync)
+
+    async def run() -> tuple[float, list]:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=4))
+        batches = [asyncio.create_task(hf.generate([first_turn(i % 3, image)])) for i in range(8)]
+        await asyncio.sleep(0.05)  # every batch has asked for the model
+        start = time.perf_counter()
+        await asyncio.to_thread(lambda: None)  # what a local search does
+        waited = time.perf_counter() - start
+        return waited, await asyncio.gather(*batches)
+
+    waited, generations = asyncio.run(run())
+    assert waited < 0.08 and len(generations) == 8

@@ -17,8 +17,10 @@ from __future__ import annotations
 import inspect
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -222,6 +224,10 @@ class HFPolicy(Policy):
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._images: dict[str, tuple[Any, dict[str, Any]]] = {}  # per episode: (image, its processed inputs)
         self._lock = threading.Lock()  # one batch on the model at a time; the event loop stays free
+        # Batches queue on a thread of their own: waiting on the lock in the loop's few default threads, they left
+        # none to the tools, whose local searches then timed out (346 of 372 calls, 2 evaluations on 2 cores).
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-generate")
+        weakref.finalize(self, self._thread.shutdown, wait=False)  # GRPO makes a policy a step
         self._generator = torch.Generator(device=self.device)
         self._generator.manual_seed(self.config.seed if self.config.seed is not None else torch.seed())
         self.stats = {"prompt_tokens": 0, "prefilled_tokens": 0, "generated_tokens": 0}
@@ -235,7 +241,8 @@ class HFPolicy(Policy):
         import torch
 
         try:
-            return await to_thread(self.generate_sync, list(conversations))  # on this rank's GPU, not GPU 0
+            # on this rank's GPU, not GPU 0
+            return await to_thread(self.generate_sync, list(conversations), executor=self._thread)
         except torch.OutOfMemoryError:
             raise PolicyError(
                 f"{self.name} ran out of memory on {self.device} with {len(conversations)} conversation(s): "
