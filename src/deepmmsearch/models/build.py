@@ -45,13 +45,16 @@ def vision_config(size: ModelSize, out_hidden_size: int, family: Family | None =
             "mlp_ratio": size.vision_intermediate_size // size.vision_hidden_size,
             "num_heads": size.vision_heads,
         }
+    common = {
+        "depth": size.vision_depth,
+        "hidden_size": size.vision_hidden_size,
+        "intermediate_size": size.vision_intermediate_size,
+        "num_heads": size.vision_heads,
+        "out_hidden_size": out_hidden_size,
+    }
     if family.qwen3:
         return {
-            "depth": size.vision_depth,
-            "hidden_size": size.vision_hidden_size,
-            "intermediate_size": size.vision_intermediate_size,
-            "num_heads": size.vision_heads,
-            "out_hidden_size": out_hidden_size,
+            **common,
             "patch_size": family.patch_size,
             # Learned positions on a square grid, interpolated to each image's: 48x48 in the released towers.
             "num_position_embeddings": 48 * 48 if size.vision_depth > 8 else 16 * 16,
@@ -59,11 +62,7 @@ def vision_config(size: ModelSize, out_hidden_size: int, family: Family | None =
             "deepstack_visual_indexes": _deepstack(size.vision_depth),
         }
     return {
-        "depth": size.vision_depth,
-        "hidden_size": size.vision_hidden_size,
-        "intermediate_size": size.vision_intermediate_size,
-        "num_heads": size.vision_heads,
-        "out_hidden_size": out_hidden_size,
+        **common,
         "fullatt_block_indexes": list(size.fullatt_block_indexes),
         "tokens_per_second": size.tokens_per_second,
     }
