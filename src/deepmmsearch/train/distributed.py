@@ -53,6 +53,9 @@ def write_final(state_dict: dict[str, Any], model: Any, final: str | Path, dtype
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     peft_config = model.peft_config.get("default") if hasattr(model, "peft_config") else None
+    # TRL's GRPO keeps the reference policy as a second, frozen adapter ("ref"): only the trained one is merged.
+    others = [name for name in getattr(model, "peft_config", {}) if name != "default"]
+    state_dict = {k: v for k, v in state_dict.items() if not any(f".{name}." in k for name in others)}
     with torch.device("meta"):
         skeleton = plain_class(base)(base.config)
         if peft_config is not None:
