@@ -8,7 +8,7 @@ Stages, in order, each written to its own folder under ``out`` and skipped on a 
                  text (``student: pretrained``: a released language model, SmolLM2-135M-Instruct, inside a
                  Qwen2.5-VL with a new vision tower)
     pretrain/    a copy warm-up, then the world's pages and reading drills: the reading a released model brings
-                 (``student: pretrained``: align/, the vision tower learns captioned pictures, the LM frozen)
+                 (``student: pretrained``: align/, the vision tower learns captioned pictures, then the LM to read it)
     sft/         SFT cold start (TRL SFTTrainer; the scratch model in full, the pretrained one with LoRA)
     grpo/        online GRPO from the SFT model, rollouts through the real tools
     eval/        the test split under five systems, as the paper's Table 1 compares them
@@ -44,6 +44,7 @@ class DemoConfig:
     lm: str = field(default="smollm2-135m-instruct", metadata={"help": "the pretrained student's language model"})
     align_pictures: int = field(default=1200, metadata={"help": "captioned pictures vision alignment learns on"})
     align_learning_rate: float = field(default=1e-3, metadata={"help": "vision alignment's learning rate"})
+    tower_steps: int = field(default=2000, metadata={"help": "steps of 64 pictures in alignment's tower stage"})
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank of the pretrained student's SFT and GRPO"})
     lora_learning_rate: float = field(default=1e-3, metadata={"help": "the pretrained student's SFT learning rate"})
     lora_grpo_learning_rate: float = field(default=2e-5, metadata={"help": "the pretrained student's GRPO rate"})
@@ -95,6 +96,7 @@ class DemoConfig:
             **changes,
             seed=seed,
             align_pictures=32,
+            tower_steps=20,
             lora_data_size=24,
             lora_grpo_steps=2,
             lora_grpo_group=2,
@@ -307,7 +309,9 @@ def _align(out: Path, config: DemoConfig) -> None:
             captions=str(out / "world" / "captions.jsonl"),
             out=str(out / "align"),
             rows=config.align_pictures,
+            tower_steps=config.tower_steps,
             learning_rate=config.align_learning_rate,
+            lora=_lora(config),
             device="cpu",
             dtype="bfloat16",  # float32 weights under bfloat16 autocast: 1.3x the tokens/s of float32 here
             seed=config.seed,

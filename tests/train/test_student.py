@@ -1,5 +1,5 @@
-"""The pretrained student's recipe on a tiny grafted model: vision alignment (the LM frozen), then one SFT step and
-one GRPO step with LoRA on the language model."""
+"""The pretrained student's recipe on a tiny grafted model: vision alignment (the tower names the pictures, then
+the LM learns to read them), then one SFT step and one GRPO step with LoRA on the language model."""
 
 from __future__ import annotations
 
@@ -36,8 +36,12 @@ def aligned(small_world: Path, tiny_student: Path, tmp_path_factory) -> Path:
             captions=str(small_world / "captions.jsonl"),
             out=str(tmp_path_factory.mktemp("align")),
             rows=8,
+            tower_steps=3,
+            tower_batch_size=4,
+            lora=LoraSettings(rank=4, alpha=8, dropout=0.0),
             global_batch_size=4,
             per_device_batch_size=4,
+            learning_rate=1e-2,
             device="cpu",
             dtype="bfloat16",  # float32 weights under bfloat16 autocast on a CPU
             logging_steps=1,
@@ -47,14 +51,65 @@ def aligned(small_world: Path, tiny_student: Path, tmp_path_factory) -> Path:
     return Path(summary["final"])
 
 
-def test_alignment_trains_the_vision_tower_only(aligned: Path, tiny_student: Path) -> None:
+def test_alignment_teaches_the_tower_then_the_language_model_to_read_it(aligned: Path, tiny_student: Path) -> None:
     vision_before, language_before = _weights(tiny_student)
+    vision_tower, language_tower = _weights(aligned.parent / "tower")
     vision_after, language_after = _weights(aligned)
-    assert _changed(vision_before, vision_after)  # the merger and the tower learned
-    assert not _changed(language_before, language_after)  # the language model is exactly the released one
+    assert _changed(vision_before, vision_tower)  # stage 1: the merger and the tower learned...
+    assert not _changed(language_before, language_tower)  # ...the language model untouched
+    assert not _changed(vision_tower, vision_after)  # stage 2: the tower frozen...
+    changed = _changed(language_before, language_after)  # ...LoRA merged into every block's linears
+    assert changed and all(k.startswith("layers.") and k.endswith("proj.weight") for k in changed)
     model, _ = load_model(aligned, "float32", "cpu")
     assert model.dtype == torch.float32  # autocast trains float32 weights and saves them as such
+    assert not any("lora" in name for name, _ in model.named_parameters())
     assert [r["step"] for r in read_metrics(aligned.parent) if "loss" in r] == [1, 2]
+
+
+def test_the_tower_learns_to_name_the_pictures(small_world: Path, tiny_student: Path, tmp_path: Path) -> None:
+    from deepmmsearch.progress import Bars
+    from deepmmsearch.train.align import train_tower
+
+    config = TrainAlignConfig(
+        model=str(tiny_student),
+        captions=str(small_world / "captions.jsonl"),
+        tower_steps=40,
+        tower_batch_size=8,
+        tower_learning_rate=1e-2,
+    )
+    losses = train_tower(config, str(tmp_path / "tower"), bf16=False, bars=Bars())
+    assert losses["last_loss"] < 0.5 * losses["first_loss"]
+    assert (tmp_path / "tower" / "model.safetensors").is_file() and not (tmp_path / "tower.partial").exists()
+
+
+def test_a_resumed_alignment_keeps_its_tower(
+    aligned: Path, small_world: Path, tiny_student: Path, tmp_path, monkeypatch
+):
+    import shutil
+
+    import deepmmsearch.train.align as align
+
+    shutil.copytree(aligned.parent / "tower", tmp_path / "tower")
+    monkeypatch.setattr(align, "train_tower", lambda *a, **k: pytest.fail("the tower was trained again"))
+    config = TrainAlignConfig(
+        model=str(tiny_student),
+        captions=str(small_world / "captions.jsonl"),
+        out=str(tmp_path),
+        rows=4,
+        tower_steps=3,
+        lora=LoraSettings(rank=4, alpha=8, dropout=0.0),
+        global_batch_size=4,
+        per_device_batch_size=4,
+        device="cpu",
+    )
+    assert align.train_align(config, resume=True)["resumed_from"] is None  # no checkpoint yet: stage 2 afresh
+
+
+def test_caption_words_leave_out_the_keys() -> None:
+    from deepmmsearch.train.align import caption_words
+
+    assert caption_words("objects: 2. colour: red. shape: star.") == ["2", "red", "star"]
+    assert caption_words("A red star on a cream ground.") == ["A", "red", "star", "on", "a", "cream", "ground"]
 
 
 def test_lora_sft_then_grpo_on_the_student(aligned: Path, sft_data: Path, small_world: Path, grpo_config, tmp_path):
@@ -108,3 +163,18 @@ def test_alignment_needs_captions(tiny_student: Path, tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="no captioned pictures"):
         train_align(TrainAlignConfig(model=str(tiny_student), out=str(tmp_path), device="cpu"))
+
+
+def test_train_align_from_the_command_line(small_world: Path, tiny_student: Path, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from deepmmsearch.cli import app
+
+    args = ["train", "align", "--model", str(tiny_student), "--captions", str(small_world / "captions.jsonl")]
+    args += ["--out", str(tmp_path), "--rows", "4", "--tower-steps", "2", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["steps"] == 1 and (tmp_path / "tower" / "config.json").is_file()

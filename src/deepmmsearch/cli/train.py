@@ -100,7 +100,12 @@ def align(
     model: ModelDirOpt = None,
     captions: CaptionsOpt = None,
     out: OutOpt = None,
-    rows: Annotated[int | None, typer.Option("--rows", help="Use the first N captioned pictures only.")] = None,
+    rows: Annotated[
+        int | None, typer.Option("--rows", help="Reading stage: the first N captioned pictures only.")
+    ] = None,
+    tower_steps: Annotated[
+        int | None, typer.Option("--tower-steps", help="Steps of the tower's own stage (0: skip it).")
+    ] = None,
     epochs: EpochsOpt = None,
     max_steps: MaxStepsOpt = None,
     lr: LrOpt = None,
@@ -108,8 +113,8 @@ def align(
     resume: ResumeOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Vision alignment of a `dmms model init --lm` student: its new vision tower learns captioned pictures while
-    the language model stays frozen."""
+    """Vision alignment of a `dmms model init --lm` student on captioned pictures: its new vision tower learns to
+    name them in the language model's own embeddings, then the language model learns to read it (LoRA, merged)."""
     from deepmmsearch.config import load_config
     from deepmmsearch.train.align import train_align
     from deepmmsearch.train.config import TrainAlignConfig
@@ -119,6 +124,7 @@ def align(
         out,
         captions=str(captions) if captions else None,
         rows=rows,
+        tower_steps=tower_steps,
         epochs=epochs,
         max_steps=max_steps,
         learning_rate=lr,

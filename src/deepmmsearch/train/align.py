@@ -1,26 +1,38 @@
 """``dmms train align``: vision alignment of a student around a released language model.
 
 The student of ``dmms model init --lm`` has a new, random vision tower. Before SFT it learns to see on captioned
-pictures ("colour: red. shape: star. background: cream."), with the language model frozen, as LLaVA's first stage
-trains its projector: the language model keeps what it knows, and the picture's features come to mean to it what
-the caption says. Loss on the caption's tokens only.
+pictures ("colour: red. shape: star. background: cream.") in two stages:
+
+1. **The tower names the picture.** Each picture's image tokens learn to be the language model's input embeddings
+   of its caption's words: every token near one of the words, every word near one of the tokens (a Chamfer
+   distance). The language model is frozen and never run, so thousands of pictures cost a minute or two, where a
+   new tower trained only through a frozen 135M language model learned next to nothing from 1,200 pictures.
+2. **The language model learns to read them.** LoRA on its blocks, the caption as the reply to "Describe the
+   picture.", loss on the caption only; the adapter is merged into ``final/``.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from deepmmsearch.errors import ConfigError
-from deepmmsearch.train.config import LoraSettings, TrainAlignConfig
+from deepmmsearch.progress import Bars
+from deepmmsearch.train.config import TrainAlignConfig
+
+_KEY = re.compile(r"[\w'-]+:")
 
 
 def train_align(config: TrainAlignConfig, resume: bool = False) -> dict[str, Any]:
     """Run vision alignment as configured; return a summary (steps, loss, final model folder, wall time)."""
+    from accelerate import PartialState
     from datasets import Dataset
     from trl import SFTTrainer
 
+    from deepmmsearch.progress import progress_bars
     from deepmmsearch.train.common import (
         device_and_precision,
         make_metrics_logger,
@@ -36,26 +48,112 @@ def train_align(config: TrainAlignConfig, resume: bool = False) -> dict[str, Any
     # --- set-up: devices, run folder, where to resume
     use_cpu, bf16, dtype = device_and_precision(config.device, config.dtype)
     checkpoint = resume_checkpoint(config.out, resume)
-
-    # --- data: each captioned picture as a one-turn conversation, the caption its reply
     if not config.captions:
         raise ConfigError("no captioned pictures: set captions: in the config or pass --captions FILE")
     rows = Dataset.from_list(caption_conversations(config.captions, config.rows))
 
-    # --- model: the vision tower and merger train, the language model is frozen
-    model, processor = trainable_model(
-        config.model, dtype, LoraSettings(enabled=False), train_vision=True, train_language_model=False
-    )
-    collator = ConversationCollator(processor, Path(config.captions).parent)
+    # --- stage 1: the tower names the picture (on the main process, the others wait; a resumed run keeps it)
+    source = config.model
+    if config.tower_steps:
+        source = str(Path(config.out) / "tower")
+        state = PartialState()
+        with state.main_process_first():
+            if state.is_main_process and not (resume and Path(source).is_dir()):
+                with progress_bars() as bars:
+                    train_tower(config, source, bf16, bars)
 
-    # --- trainer: TRL's SFTTrainer with our collator; our callback writes the metrics log
+    # --- stage 2: the language model reads the tower's tokens (LoRA, merged into final/)
+    model, processor = trainable_model(
+        source, dtype, config.lora, train_vision=config.train_vision, train_language_model=config.lora.enabled
+    )
     trainer = SFTTrainer(
         model=model,
         args=sft_args(config, use_cpu, bf16, world_size()),
         train_dataset=rows,
-        data_collator=collator,
+        data_collator=ConversationCollator(processor, Path(config.captions).parent),
         processing_class=processor,
         callbacks=[make_metrics_logger(config.out)],
     )
     result, summary = train_and_save(trainer, processor, config.out, checkpoint, start, "align", dtype=dtype)
     return {**summary, "train_loss": result.training_loss, "examples": len(rows)}
+
+
+def caption_words(caption: str) -> list[str]:
+    """The words a caption says about its picture: every word but the keys of ``key: value`` pairs."""
+    return re.findall(r"[\w'-]+", _KEY.sub(" ", caption))
+
+
+def train_tower(config: TrainAlignConfig, out: str, bf16: bool, bars: Bars) -> dict[str, float]:
+    """Stage 1: train the vision tower and merger of ``config.model`` until each picture's image tokens sit on the
+    input embeddings of its caption's words (squared distances over the embeddings' mean square norm); save the
+    model to ``out``. Returns the first and last step's loss."""
+    import random
+
+    import torch
+    from transformers import get_cosine_schedule_with_warmup
+
+    from deepmmsearch.images import load_image
+    from deepmmsearch.models.build import load_model
+    from deepmmsearch.models.encoding import image_inputs
+    from deepmmsearch.records import read_jsonl
+
+    torch.manual_seed(config.seed)
+    device = "cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu"
+    model, processor = load_model(config.model, "float32", device)
+    embeddings = model.get_input_embeddings().weight.detach().float()
+    scale = embeddings.pow(2).sum(-1).mean()
+    tokenizer = processor.tokenizer
+    folder = Path(config.captions).parent
+    records = [r for r in read_jsonl(config.captions) if r.get("image") and caption_words(r.get("caption", ""))]
+
+    def word_vector(word: str) -> Any:  # a word as the text spells it after a blank: its tokens' mean embedding
+        return embeddings[tokenizer(" " + word, add_special_tokens=False)["input_ids"]].mean(0)
+
+    encoded: dict[int, tuple[Any, Any, Any]] = {}
+
+    def picture(index: int) -> tuple[Any, Any, Any]:  # pixels stored in bfloat16: half the memory, close enough
+        if index not in encoded:
+            record = records[index]
+            inputs = image_inputs(processor, load_image(str(folder / record["image"])))
+            words = torch.stack([word_vector(w) for w in caption_words(record["caption"])])
+            encoded[index] = (inputs["pixel_values"].to(torch.bfloat16), inputs["image_grid_thw"], words)
+        return encoded[index]
+
+    visual = model.model.visual
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    for parameter in visual.parameters():
+        parameter.requires_grad = True
+    optimizer = torch.optim.AdamW(visual.parameters(), lr=config.tower_learning_rate, weight_decay=0.0)
+    schedule = get_cosine_schedule_with_warmup(optimizer, min(30, config.tower_steps // 10), config.tower_steps)
+    order = random.Random(config.seed)
+    losses = []
+    for step in range(config.tower_steps):
+        batch = [picture(order.randrange(len(records))) for _ in range(config.tower_batch_size)]
+        grid = torch.cat([b[1] for b in batch]).to(device)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            tokens = visual(torch.cat([b[0] for b in batch]).to(device).float(), grid_thw=grid).pooler_output
+        per_picture = torch.split(tokens.float(), (grid.prod(-1) // visual.spatial_merge_size**2).tolist())
+        pairs = zip(per_picture, batch, strict=True)
+        loss = torch.stack([_chamfer(t, b[2].to(device)) / scale for t, b in pairs]).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        bars.update("align: tower", completed=step + 1, total=config.tower_steps, note=f"loss {losses[-1]:.3g}")
+    partial = Path(f"{out}.partial")  # saved beside, renamed into place: a kill leaves no half-written tower
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    processor.save_pretrained(partial)
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
+    return {"first_loss": losses[0], "last_loss": losses[-1]}
+
+
+def _chamfer(tokens: Any, words: Any) -> Any:
+    """Mean squared distance of each token to its nearest word plus of each word to its nearest token."""
+    import torch
+
+    distances = torch.cdist(tokens, words).pow(2)
+    return distances.min(1).values.mean() + distances.min(0).values.mean()

@@ -98,6 +98,8 @@ def trainable_model(
         model = get_peft_model(model, peft_config)
         if not any(p.requires_grad for p in model.parameters()):
             raise ConfigError(f"lora.target_modules {lora.target_modules!r} matches no layer of {path}")
+        for parameter in model.get_base_model().model.visual.parameters():
+            parameter.requires_grad = train_vision  # PEFT froze everything but the adapters
     model.train()
     return model, processor
 

@@ -111,13 +111,27 @@ class TrainPretrainConfig:
 
 @dataclass
 class TrainAlignConfig:
-    """Vision alignment of a student whose vision tower is new (`dmms model init --lm`): the vision tower and merger
-    learn captioned pictures while the language model stays frozen, as LLaVA's first stage."""
+    """Vision alignment of a student whose vision tower is new (`dmms model init --lm`), in two stages. First the
+    tower alone: its image tokens learn to be the input embeddings of each caption's words, the language model
+    frozen and never run. Then the language model learns to read them: LoRA on its blocks, the caption as the
+    reply to "Describe the picture.", loss on the caption only, the adapter merged into ``final/``."""
 
     model: str = field(default="", metadata={"help": "model folder to start from (`dmms model init --lm`)"})
     captions: str = field(default="", metadata={"help": "JSON Lines of image, caption (images relative to the file)"})
     out: str = field(default="runs/align", metadata={"help": "run folder: checkpoints, logs and final/ (the model)"})
-    rows: int | None = field(default=None, metadata={"help": "use the first N captioned pictures only"})
+    rows: int | None = field(default=None, metadata={"help": "reading stage: the first N captioned pictures only"})
+    tower_steps: int = field(
+        default=2000, metadata={"help": "steps of the tower's own stage, on every captioned picture (0: skip it)"}
+    )
+    tower_batch_size: int = field(default=64, metadata={"help": "pictures per step of the tower's stage"})
+    tower_learning_rate: float = field(default=2e-3, metadata={"help": "peak learning rate of the tower's stage"})
+    lora: LoraSettings = field(
+        default_factory=lambda: LoraSettings(rank=16, alpha=32, dropout=0.0),
+        metadata={"help": "LoRA on the language model while it learns to read the tower (enabled false: frozen)"},
+    )
+    train_vision: bool = field(
+        default=False, metadata={"help": "the tower and merger keep learning while the language model reads"}
+    )
     epochs: float = field(default=1.0, metadata={"help": "passes over the pictures"})
     max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: epochs decide)"})
     learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate (LLaVA's first stage: 1e-3)"})
@@ -141,6 +155,12 @@ class TrainAlignConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.rows is not None and self.rows < 1:
             raise ValueError(f"rows must be at least 1, got {self.rows}")
+        if self.tower_steps < 0:
+            raise ValueError(f"tower_steps must not be negative, got {self.tower_steps}")
+        if self.tower_batch_size < 1:
+            raise ValueError(f"tower_batch_size must be at least 1, got {self.tower_batch_size}")
+        if not (self.lora.enabled or self.train_vision):
+            raise ValueError("alignment would train nothing: enable lora or set train_vision")
 
 
 @dataclass
