@@ -21,7 +21,8 @@ LANGUAGE_MODEL_LINEARS = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_
 
 @dataclass
 class LoraSettings:
-    """LoRA adapters (PEFT) on the language model; the vision tower and projector stay frozen either way."""
+    """LoRA adapters (PEFT) on the language model; the vision tower and projector train only where ``train_vision``
+    says."""
 
     enabled: bool = field(default=True, metadata={"help": "train LoRA adapters; false: full fine-tuning of the LM"})
     rank: int = field(default=8, metadata={"help": "adapter rank (the paper: 8)"})
@@ -134,7 +135,7 @@ class TrainAlignConfig:
     )
     epochs: float = field(default=1.0, metadata={"help": "passes over the pictures"})
     max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: epochs decide)"})
-    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate (LLaVA's first stage: 1e-3)"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate of the reading stage"})
     lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name"})
     warmup_ratio: float = field(default=0.03, metadata={"help": "share of the steps spent warming up"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
