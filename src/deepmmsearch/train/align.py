@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deepmmsearch.errors import ConfigError
+from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.progress import Bars
 from deepmmsearch.train.config import TrainAlignConfig
 
@@ -106,9 +106,11 @@ def train_tower(config: TrainAlignConfig, out: str, bf16: bool, bars: Bars) -> d
     unit = embeddings.pow(2).sum(-1).mean().sqrt()  # distances in units of the embeddings' root mean square norm
     tokenizer = processor.tokenizer
     folder = Path(config.captions).parent
-    records = [r for r in read_jsonl(config.captions) if r.get("image") and caption_words(r.get("caption", ""))]
-
-    words = sorted({w for r in records for w in caption_words(r["caption"])})
+    records = [(r["image"], caption_words(r.get("caption", ""))) for r in read_jsonl(config.captions) if r.get("image")]
+    records = [(image, said) for image, said in records if said]
+    if not records:
+        raise InputError(f"{config.captions}: no picture has a caption with words to learn")
+    words = sorted({w for _, said in records for w in said})
     number = {w: i for i, w in enumerate(words)}
     # A word as the text spells it after a blank: its tokens' mean input embedding.
     spelled = [tokenizer(" " + w, add_special_tokens=False)["input_ids"] for w in words]
@@ -117,10 +119,10 @@ def train_tower(config: TrainAlignConfig, out: str, bf16: bool, bars: Bars) -> d
 
     def picture(index: int) -> tuple[Any, Any, Any]:  # pixels stored in bfloat16: half the memory, close enough
         if index not in encoded:
-            record = records[index]
-            inputs = image_inputs(processor, load_image(str(folder / record["image"])))
-            said = torch.tensor([number[w] for w in caption_words(record["caption"])])
-            encoded[index] = (inputs["pixel_values"].to(torch.bfloat16), inputs["image_grid_thw"], said)
+            image, said = records[index]
+            inputs = image_inputs(processor, load_image(str(folder / image)))
+            ids = torch.tensor([number[w] for w in said])
+            encoded[index] = (inputs["pixel_values"].to(torch.bfloat16), inputs["image_grid_thw"], ids)
         return encoded[index]
 
     visual = model.model.visual
