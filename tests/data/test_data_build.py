@@ -55,27 +55,6 @@ def test_data_build_writes_a_maskable_sft_dataset(small_world, tmp_path):
     assert "# Data build" in (tmp_path / "stats.md").read_text()
 
 
-def test_first_turn_rows_add_the_opening_of_every_episode_that_searches(small_world, tmp_path):
-    questions = read_questions(small_world / "questions" / "train.jsonl")[:30]
-    run_config = RunConfig(tools=ToolsConfig(kb=str(small_world / "kb"), no_cache=True))
-    config = DataBuildConfig(size=10, first_turn_rows=True)
-    stats = asyncio.run(build_data(questions, "oracle", tmp_path, config, run_config))
-    qualified = [Trajectory.from_dict(d) for d in read_jsonl(tmp_path / "trajectories.jsonl")]
-    searching = [t for t in qualified if t.num_tool_calls and t.stop_reason == "answer"]
-    assert stats["first_turn_rows"] == len(searching) > 0 and stats["kept"] == 10
-    sft = datasets.load_from_disk(str(tmp_path / "sft"))
-    assert len(sft) == 10 + len(searching)
-    openings = list(sft)[10:]
-    episodes = {t.question.id: t for t in searching}
-    assert sorted(row["id"] for row in openings) == sorted(episodes)
-    for row in openings:
-        episode = episodes[row["id"]]
-        assert [m["kind"] for m in row["messages"]] == ["prompt", "prompt", "generation"]
-        assert row["messages"][2]["content"] == episode.messages[2].text  # the first reply: a search
-        assert "_search>" in row["messages"][2]["content"]
-    assert "first-turn rows added" in (tmp_path / "stats.md").read_text()
-
-
 def test_short_prompt_data_opens_with_one_sentence_and_the_teacher_still_searches(small_world, tmp_path):
     from typer.testing import CliRunner
 

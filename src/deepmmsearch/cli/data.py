@@ -41,9 +41,6 @@ def build(
     classifier: Annotated[
         str | None, typer.Option(help="MODEL\\[@BASE_URL] that labels questions without a category.")
     ] = None,
-    first_turn_rows: Annotated[
-        bool, typer.Option(help="Also add the first turn of each qualified episode that searches as a row.")
-    ] = False,
     prompts: Annotated[
         str | None,
         typer.Option(
@@ -69,9 +66,7 @@ def build(
         **{"agent.max_concurrent_episodes": workers},
         **({"agent.prompts": prompts} if prompts is not None else {}),
     )
-    data_config = DataBuildConfig(
-        size=size, search_share=search_share, classifier=classifier, first_turn_rows=first_turn_rows
-    )
+    data_config = DataBuildConfig(size=size, search_share=search_share, classifier=classifier)
     records = read_questions(questions)
     with progress_callbacks("teacher episodes") as (on_start, on_done):
         stats = asyncio.run(build_data(records, teacher, out, data_config, run_config, on_start, on_done))

@@ -1,5 +1,5 @@
-"""``dmms train pretrain|align|sft|grpo``: LM pre-training of a model built from scratch, vision alignment of a
-student around a released LM, the SFT cold start and online GRPO, from a YAML config that flags override.
+"""``dmms train align|sft|grpo``: vision alignment of a student around a released LM, the SFT cold start and
+online GRPO, from a YAML config that flags override.
 
 Run under ``accelerate launch`` (configs/accelerate/) for several devices or nodes; a plain ``dmms train`` is
 one process.
@@ -16,7 +16,7 @@ import typer
 from deepmmsearch.cli.app import JsonOpt, KbOpt, app, user_errors
 
 train_app = typer.Typer(
-    help="Train a policy: SFT cold start, then online GRPO (and LM pre-training of a model built from scratch).",
+    help="Train a policy: vision alignment of a new tower, SFT cold start, then online GRPO.",
     no_args_is_help=True,
 )
 app.add_typer(train_app, name="train")
@@ -54,43 +54,6 @@ CaptionsOpt = Annotated[
     Path | None,
     typer.Option("--captions", help="JSON Lines of image, caption (`dmms world build` writes W/captions.jsonl)."),
 ]
-
-
-@train_app.command("pretrain")
-@user_errors
-def pretrain(
-    config: TrainConfigOpt = None,
-    model: ModelDirOpt = None,
-    kb: KbOpt = None,
-    captions: CaptionsOpt = None,
-    out: OutOpt = None,
-    sequences: Annotated[int | None, typer.Option("--sequences", help="Training sequences (page groups).")] = None,
-    epochs: EpochsOpt = None,
-    max_steps: MaxStepsOpt = None,
-    lr: LrOpt = None,
-    save_steps: SaveStepsOpt = None,
-    resume: ResumeOpt = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Pre-training of a `dmms model init` model: copy warm-up (seeing captioned pictures alongside, with
-    --captions), then a knowledge base's pages."""
-    from deepmmsearch.config import load_config
-    from deepmmsearch.train.config import TrainPretrainConfig
-    from deepmmsearch.train.pretrain import train_pretrain
-
-    overrides = _common_overrides(
-        model,
-        out,
-        kb=str(kb) if kb else None,
-        captions=str(captions) if captions else None,
-        sequences=sequences,
-        epochs=epochs,
-        max_steps=max_steps,
-        learning_rate=lr,
-        save_steps=save_steps,
-    )
-    summary = train_pretrain(load_config(TrainPretrainConfig, config, overrides), resume=resume)
-    _emit(summary, as_json, "pretrain")
 
 
 @train_app.command("align")
@@ -140,7 +103,6 @@ def sft(
     config: TrainConfigOpt = None,
     model: ModelDirOpt = None,
     data: Annotated[Path | None, typer.Option("--data", help="Output folder of `dmms data build`.")] = None,
-    captions: CaptionsOpt = None,
     out: OutOpt = None,
     epochs: EpochsOpt = None,
     max_steps: MaxStepsOpt = None,
@@ -160,7 +122,6 @@ def sft(
         model,
         out,
         data=str(data) if data else None,
-        captions=str(captions) if captions else None,
         epochs=epochs,
         max_steps=max_steps,
         learning_rate=lr,

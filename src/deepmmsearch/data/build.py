@@ -9,8 +9,7 @@ Output folder::
 
     trajectories.jsonl   every teacher episode, appended as it ends (what makes the build resumable)
     kept.jsonl           the sampled, kept trajectories
-    sft/                 the SFT dataset (HF ``datasets`` on disk), one conversation per row, then (with
-                         ``first_turn_rows``) the first turn of every qualified episode that searches
+    sft/                 the SFT dataset (HF ``datasets`` on disk), one conversation per row
     stats.json, stats.md per category, per tool pattern, turns histogram, drop reasons
 """
 
@@ -20,7 +19,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +44,6 @@ class DataBuildConfig:
     metric: str = field(default="rule", metadata={"help": "judge that decides whether the teacher was right"})
     classifier: str | None = field(
         default=None, metadata={"help": "MODEL[@BASE_URL] that labels questions without a category"}
-    )
-    first_turn_rows: bool = field(
-        default=False,
-        metadata={"help": "add one row per qualified episode that searches, holding only its first turn"},
     )
     seed: int = field(default=0, metadata={"help": "seed of the sampling"})
 
@@ -174,30 +169,20 @@ async def build_data(
         else:
             drops[reason] += 1
     kept = sample_balanced(qualified, config.size, config.search_share, config.seed)
-    # The first reply decides whether to search and names what is wanted: a few words in a long conversation, which
-    # a small model learns from the kept conversations alone for 14 of 80 test questions (docs/training.md).
-    openings = [_first_turn(t) for t in qualified if t.num_tool_calls] if config.first_turn_rows else []
-    _write_outputs(out, kept, openings)
+    _write_outputs(out, kept)
     stats = _stats(trajectories, qualified, kept, drops, config)
-    stats["first_turn_rows"] = len(openings)
     (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     (out / "stats.md").write_text(render_stats(stats), encoding="utf-8")
     return stats
 
 
-def _first_turn(trajectory: Trajectory) -> Trajectory:
-    """The episode cut after its first reply (system prompt, question, reply), as an SFT example of its own."""
-    first = next(i for i, m in enumerate(trajectory.messages) if m.role == "assistant")
-    return replace(trajectory, messages=trajectory.messages[: first + 1])
-
-
-def _write_outputs(out: Path, kept: list[Trajectory], extra: list[Trajectory]) -> None:
+def _write_outputs(out: Path, kept: list[Trajectory]) -> None:
     import datasets
 
     with (out / "kept.jsonl").open("w", encoding="utf-8") as f:
         for t in kept:
             f.write(json.dumps(t.to_dict(), ensure_ascii=False) + "\n")
-    rows = [to_sft_row(t) for t in [*kept, *extra]]
+    rows = [to_sft_row(t) for t in kept]
     dataset = (
         datasets.Dataset.from_list(rows)
         if rows
@@ -246,7 +231,6 @@ def render_stats(stats: dict[str, Any]) -> str:
         f"- questions run by the teacher: {stats['questions']}",
         f"- qualified (valid, under the turn limit, judged right): {stats['qualified']} ({stats['teacher_accuracy']}%)",
         f"- kept after balanced sampling: {stats['kept']}",
-        f"- first-turn rows added: {stats.get('first_turn_rows', 0)}",
         f"- search-required share of kept: {stats['search_required_share']['kept']}% "
         f"(target {stats['search_required_share']['target']}%)",
         "",

@@ -26,6 +26,30 @@ from deepmmsearch.progress import Bars
 from deepmmsearch.train.config import TrainAlignConfig
 
 _KEY = re.compile(r"[\w'-]+:")
+DESCRIBE = "Describe the picture."  # the question of a caption row
+
+
+def caption_conversations(path: str, limit: int | None = None) -> list[dict]:
+    """The rows of a captions file (JSON Lines of ``image``, ``caption``; images relative to the file) as SFT rows:
+    the picture and "Describe the picture.", answered by the caption."""
+    from deepmmsearch.records import read_jsonl
+
+    folder = Path(path).parent
+    rows = [
+        {
+            "id": f"caption-{index}",
+            "image_path": str(folder / record["image"]),
+            "messages": [
+                {"role": "user", "content": DESCRIBE, "image": True},
+                {"role": "assistant", "content": record["caption"]},
+            ],
+        }
+        for index, record in enumerate(read_jsonl(path))
+        if record.get("image") and record.get("caption")
+    ][:limit]
+    if not rows:
+        raise InputError(f"{path}: no rows with an image and a caption")
+    return rows
 
 
 def train_align(config: TrainAlignConfig, resume: bool = False) -> dict[str, Any]:
@@ -44,7 +68,7 @@ def train_align(config: TrainAlignConfig, resume: bool = False) -> dict[str, Any
         world_size,
     )
     from deepmmsearch.train.config import sft_args
-    from deepmmsearch.train.sft import ConversationCollator, caption_conversations
+    from deepmmsearch.train.sft import ConversationCollator
 
     start = time.perf_counter()
     # --- set-up: devices, run folder, where to resume

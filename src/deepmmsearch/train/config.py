@@ -1,4 +1,4 @@
-"""The configs of ``dmms train pretrain|sft|grpo``, and their one mapping onto TRL's arguments.
+"""The configs of ``dmms train align|sft|grpo``, and their one mapping onto TRL's arguments.
 
 Our dataclasses say what a run is in the paper's terms (global batch, group size, LoRA on the language model);
 :func:`sft_args` and :func:`grpo_args` derive TRL's per-device knobs from them in one place. No heavy imports at
@@ -35,79 +35,6 @@ class LoraSettings:
     def __post_init__(self) -> None:
         if self.rank < 1:
             raise ValueError(f"lora.rank must be at least 1, got {self.rank}")
-
-
-@dataclass
-class TrainPretrainConfig:
-    """Pre-training of a model built from scratch: a copy warm-up, then the knowledge base's pages rendered as search
-    results show them, mixed with reading drills. The reading (and copying) a released model brings along."""
-
-    model: str = field(default="", metadata={"help": "model folder to start from (`dmms model init`)"})
-    kb: str = field(default="", metadata={"help": "knowledge-base folder whose pages are the corpus"})
-    out: str = field(default="runs/pretrain", metadata={"help": "run folder: checkpoints, logs and final/ (the model)"})
-    copy_steps: int = field(default=700, metadata={"help": "copy warm-up steps on short sequences (0: no warm-up)"})
-    copy_until_formed: int = field(
-        default=1500,
-        metadata={
-            "help": "at most this many more short copy steps, 100 at a time, until 90% of repeats come out right"
-        },
-    )
-    copy_long_steps: int = field(default=150, metadata={"help": "then copy warm-up steps on long sequences"})
-    copy_learning_rate: float = field(default=3e-3, metadata={"help": "learning rate of the copy steps"})
-    copy_text_steps: int = field(
-        default=200, metadata={"help": "after the reading pass, copy steps on page text as long as a conversation"}
-    )
-    captions: str = field(
-        default="", metadata={"help": "JSON Lines of image, caption: the copy warm-up also learns to see on them"}
-    )
-    caption_batch_size: int = field(default=16, metadata={"help": "captioned pictures per copy warm-up step"})
-    caption_steps: int = field(
-        default=0, metadata={"help": "with captions, then steps on them alone (shape is learned slower than colour)"}
-    )
-    sequences: int = field(default=1000, metadata={"help": "page sequences (language modelling), each a few pages"})
-    pages_per_sequence: int = field(default=5, metadata={"help": "pages per sequence, one result line each"})
-    drills: int = field(default=3000, metadata={"help": "reading drills: a result block, then a line of it copied"})
-    copy_rows: int = field(default=2000, metadata={"help": "rows of random words with a repeated stretch"})
-    epochs: float = field(default=1.0, metadata={"help": "passes over the rows"})
-    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: epochs decide)"})
-    learning_rate: float = field(default=3e-3, metadata={"help": "peak learning rate (a high one would undo the copy)"})
-    lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name"})
-    warmup_ratio: float = field(default=0.05, metadata={"help": "share of the steps spent warming up"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    global_batch_size: int = field(default=16, metadata={"help": "rows per optimizer step, all devices"})
-    per_device_batch_size: int = field(default=8, metadata={"help": "rows per forward pass per device"})
-    max_length: int = field(default=1024, metadata={"help": "tokens per row (longer ones are cut)"})
-    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16 or float32"})
-    device: str = field(default="auto", metadata={"help": "auto or cpu"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
-    seed: int = field(default=0, metadata={"help": "rows, data order and warm-up seed"})
-    logging_steps: int = field(default=10, metadata={"help": "log every N optimizer steps"})
-    save_steps: int = field(default=200, metadata={"help": "checkpoint every N optimizer steps"})
-    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept (older ones are deleted)"})
-
-    def __post_init__(self) -> None:
-        _check_batch(self.global_batch_size, self.per_device_batch_size)
-        for name in (
-            "sequences",
-            "pages_per_sequence",
-            "logging_steps",
-            "save_steps",
-            "max_length",
-            "caption_batch_size",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in (
-            "copy_steps",
-            "copy_until_formed",
-            "copy_long_steps",
-            "copy_text_steps",
-            "caption_steps",
-            "drills",
-            "copy_rows",
-        ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
 
 
 @dataclass
@@ -174,7 +101,7 @@ class TrainSFTConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     train_vision: bool = field(
         default=False,
-        metadata={"help": "also train the vision tower and projector: only for a model built from scratch (random)"},
+        metadata={"help": "also train the vision tower and projector (the paper freezes them)"},
     )
     epochs: float = field(default=3.0, metadata={"help": "passes over the data"})
     max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: epochs decide)"})
@@ -196,18 +123,6 @@ class TrainSFTConfig:
     device: str = field(default="auto", metadata={"help": "auto or cpu"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
     limit: int | None = field(default=None, metadata={"help": "train on the first N conversations only"})
-    captions: str = field(
-        default="", metadata={"help": "JSON Lines of image, caption: caption rows mixed in keep the model looking"}
-    )
-    caption_rows: int = field(default=600, metadata={"help": "caption rows mixed in (with captions:)"})
-    swap_names: float = field(
-        default=0.0,
-        metadata={"help": "share of conversations whose made-up names are swapped each pass (offline world only)"},
-    )
-    swap_answers: float = field(
-        default=0.0,
-        metadata={"help": "share of conversations whose answer, as their tool results gave it, is swapped each pass"},
-    )
     seed: int = field(default=0, metadata={"help": "data order and initialization seed"})
     logging_steps: int = field(default=1, metadata={"help": "log every N optimizer steps"})
     save_steps: int = field(default=50, metadata={"help": "checkpoint every N optimizer steps"})
@@ -218,11 +133,6 @@ class TrainSFTConfig:
         for name in ("logging_steps", "save_steps", "max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("swap_names", "swap_answers"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} is a share of the conversations, from 0 to 1; got {getattr(self, name)}")
-        if self.caption_rows < 0:
-            raise ValueError(f"caption_rows must not be negative, got {self.caption_rows}")
         _check_max_pixels(self.max_pixels)
 
 
@@ -253,7 +163,7 @@ class TrainGRPOConfig:
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(enabled=False))
     train_vision: bool = field(
         default=False,
-        metadata={"help": "also train the vision tower and projector: only for a model built from scratch (random)"},
+        metadata={"help": "also train the vision tower and projector (the paper freezes them)"},
     )
     tools: ToolsConfig = field(default_factory=ToolsConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
@@ -369,7 +279,7 @@ def accumulation_steps(global_batch: int, per_device: int, world_size: int) -> i
 
 
 def _common(
-    config: TrainPretrainConfig | TrainAlignConfig | TrainSFTConfig | TrainGRPOConfig,
+    config: TrainAlignConfig | TrainSFTConfig | TrainGRPOConfig,
     use_cpu: bool,
     bf16: bool,
     accumulation: int,
@@ -395,20 +305,6 @@ def _common(
         "dataloader_num_workers": 0,
         "disable_tqdm": True,
     }
-
-
-def pretrain_args(config: TrainPretrainConfig, use_cpu: bool, bf16: bool, world_size: int) -> Any:
-    """TRL's ``SFTConfig`` for prompt-completion rows: loss on the completion only (all of a page row)."""
-    from trl import SFTConfig
-
-    accumulation = accumulation_steps(config.global_batch_size, config.per_device_batch_size, world_size)
-    return SFTConfig(
-        **_common(config, use_cpu, bf16, accumulation),
-        warmup_steps=config.warmup_ratio,
-        weight_decay=config.weight_decay,
-        max_length=config.max_length,
-        completion_only_loss=True,
-    )
 
 
 def sft_args(config: TrainSFTConfig | TrainAlignConfig, use_cpu: bool, bf16: bool, world_size: int) -> Any:

@@ -9,44 +9,17 @@ everywhere else: the system prompt, the question and every tool result carry no 
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from deepmmsearch.data.augment import final_answer, proper_words, swap_answer, swap_names
 from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.records import Message
 from deepmmsearch.train.config import TrainSFTConfig
 
 IGNORE_INDEX = -100  # the label PyTorch's cross-entropy skips
-DESCRIBE = "Describe the picture."  # the question of a caption row
-
-
-def caption_conversations(path: str, limit: int | None = None) -> list[dict]:
-    """The rows of a captions file (JSON Lines of ``image``, ``caption``; images relative to the file) as SFT rows:
-    the picture and "Describe the picture.", answered by the caption."""
-    from deepmmsearch.records import read_jsonl
-
-    folder = Path(path).parent
-    rows = [
-        {
-            "id": f"caption-{index}",
-            "image_path": str(folder / record["image"]),
-            "messages": [
-                {"role": "user", "content": DESCRIBE, "image": True},
-                {"role": "assistant", "content": record["caption"]},
-            ],
-        }
-        for index, record in enumerate(read_jsonl(path))
-        if record.get("image") and record.get("caption")
-    ][:limit]
-    if not rows:
-        raise InputError(f"{path}: no rows with an image and a caption")
-    return rows
 
 
 def row_messages(row: dict, image_path: str) -> list[Message]:
@@ -74,67 +47,29 @@ def encode_example(processor: Any, messages: list[Message], image: Any) -> dict[
 
 
 class ConversationCollator:
-    """Tokenizes rows with :func:`encode_example` and right-pads them into one batch (images concatenated).
+    """Tokenizes rows with :func:`encode_example` and right-pads them into one batch (images concatenated)."""
 
-    Augmentations (see :mod:`deepmmsearch.data.augment`), drawn anew each time a row is batched: with
-    ``swap_share`` > 0, that share of the conversations has its made-up names swapped for others of ``name_pool``;
-    with ``answer_share`` > 0, that share has the answer its tool results gave swapped for another value (of
-    ``answer_pool`` when it is not a number).
-    """
-
-    def __init__(
-        self,
-        processor: Any,
-        data_dir: Path,
-        swap_share: float = 0.0,
-        name_pool: list[str] | None = None,
-        seed: int = 0,
-        answer_share: float = 0.0,
-        answer_pool: list[str] | None = None,
-    ) -> None:
+    def __init__(self, processor: Any, data_dir: Path) -> None:
         from deepmmsearch.models.chat import PAD_TOKEN
 
         self.processor = processor
         self.data_dir = data_dir
         self.pad_id = processor.tokenizer.convert_tokens_to_ids(PAD_TOKEN)
-        self.swap_share = swap_share
-        self.name_pool = name_pool or []
-        self.answer_share = answer_share
-        self.answer_pool = answer_pool or []
-        self.rng = random.Random(seed)
-        self.kept: dict[str, dict[str, Any]] = {}  # by row content: plain encodings reused epoch after epoch
+        self.kept: dict[str, dict[str, Any]] = {}  # by row content: encodings reused epoch after epoch
 
-    def encode(self, row: dict, texts: list[str] | None = None) -> dict[str, Any]:
-        """The encoded row; with ``texts``, its turns' texts replaced by them (an augmented draw)."""
+    def encode(self, row: dict) -> dict[str, Any]:
+        """The encoded row."""
         from deepmmsearch.images import load_image
 
         image_path = resolve_image(row["image_path"], self.data_dir)
-        messages = row_messages(row, image_path)
-        if texts is not None:
-            messages = [replace(m, text=text) for m, text in zip(messages, texts, strict=True)]
-        return encode_example(self.processor, messages, load_image(image_path))
-
-    def augmented(self, row: dict) -> list[str] | None:
-        """The row's turn texts after this draw's augmentations, or None when none was drawn or none applied."""
-        texts = [m["content"] for m in row["messages"]]
-        changed = texts
-        if self.swap_share > 0 and self.rng.random() < self.swap_share:
-            changed = swap_names(changed, self.name_pool, self.rng)
-        if self.answer_share > 0 and self.rng.random() < self.answer_share:
-            changed = swap_answer(changed, [m.get("kind", "") for m in row["messages"]], self.answer_pool, self.rng)
-        return None if changed == texts else changed
+        return encode_example(self.processor, row_messages(row, image_path), load_image(image_path))
 
     def __call__(self, rows: list[dict]) -> dict[str, Any]:
-        examples = []
-        for row in rows:
-            texts = self.augmented(row)
-            kept = self.kept.get(_row_key(row)) if texts is None else None
-            examples.append(kept or self.encode(row, texts))
-        return self.pad(examples)
+        return self.pad([self.kept.get(_row_key(row)) or self.encode(row) for row in rows])
 
     def lengths(self, rows: Iterable[dict], keep_bytes: int = 2**31) -> list[int]:
-        """Each row's length in tokens. Encoding is what this costs, so the plain encodings are kept for the batches
-        of every epoch (augmented draws are encoded anew) when all of them fit in ``keep_bytes``."""
+        """Each row's length in tokens. Encoding is what this costs, so the encodings are kept for the batches of
+        every epoch when all of them fit in ``keep_bytes``."""
         keep, used, lengths = True, 0, []
         for row in rows:
             encoded = self.encode(row)
@@ -221,24 +156,12 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
     if not config.data:
         raise ConfigError("no training data: set data: in the config or pass --data DIR")
     rows, data_dir = load_sft_rows(config.data, config.limit)
-    if config.captions and config.caption_rows:
-        from datasets import Dataset, concatenate_datasets
-
-        pictures = caption_conversations(config.captions, config.caption_rows)
-        extra = {name: None for name in rows.column_names if name not in pictures[0]}
-        rows = concatenate_datasets([rows, Dataset.from_list([{**extra, **r} for r in pictures]).cast(rows.features)])
 
     # --- model: vision tower frozen, LoRA or the whole language model trainable
     model, processor = trainable_model(
         config.model, dtype, config.lora, config.train_vision, max_pixels=config.max_pixels
     )
-    swapping = config.swap_names or config.swap_answers  # the pools come from the data's texts
-    texts = [[m["content"] for m in row["messages"]] for row in rows] if swapping else []
-    names = proper_words(t for turns in texts for t in turns) if config.swap_names else []
-    answers = sorted({a for turns in texts if (a := final_answer(turns)) is not None}) if config.swap_answers else []
-    collator = ConversationCollator(
-        processor, data_dir, config.swap_names, names, config.seed, config.swap_answers, answers
-    )
+    collator = ConversationCollator(processor, data_dir)
     lengths = collator.lengths(rows)
     keep = [i for i, n in enumerate(lengths) if n <= config.max_length]
     if not keep:
