@@ -7,21 +7,22 @@ import sys
 from deepmmsearch.protocol import PromptStyle, system_prompt
 
 
-def test_quick_demo_runs_end_to_end_and_resumes(tmp_path):
+def test_quick_demo_runs_end_to_end_and_resumes(tmp_path, tiny_lm_factory):
+    # The student around a tiny random Llama: the pipeline SmolLM2's student runs, at a size a test can afford.
     out = tmp_path / "demo"
-    command = [sys.executable, "-m", "deepmmsearch", "demo", "--quick", "--out", str(out)]
+    lm = str(tiny_lm_factory("llama"))
+    command = [sys.executable, "-m", "deepmmsearch", "demo", "--quick", "--out", str(out), "--lm", lm]
     first = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     for system in ("Direct", "RAG", "Prompt", "SFT", "RL"):
         assert system in first.stdout
     results = json.loads((out / "results.json").read_text())
-    assert len(results["table"]) == 5
-    stages = set(results["timings"])
-    assert stages == {"world", "data", "model-init", "pretrain", "sft", "grpo", "eval"}
+    assert set(results["timings"]) == {"world", "data", "model-init", "align", "sft", "grpo", "eval"}
+    assert [row["system"] for row in results["table"]][:3] == ["Direct answer", "RAG workflow", "Prompt agent"]
+    assert all("aligned student" in row["detail"] for row in results["table"][:3])  # the baselines run it, no SFT
     for row in results["table"]:
         assert 0 <= row["overall"] <= 100
-    rag = results["table"][1]
-    assert rag["tool_calls"] == 2  # the workflow always makes one image search and one text search
+    assert results["table"][1]["tool_calls"] == 2  # the workflow always makes one image search and one text search
     report = (out / "report.md").read_text()
     assert "| System |" in report and "Sample trajectories" in report and (out / "accuracy.png").is_file()
     assert "| 1-2 |" in report.split("## GRPO")[1]  # the quick run's two GRPO steps, as one window of the curve
@@ -49,21 +50,3 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path):
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stderr.count("already done") == 6 and (out / "eval" / "4-agent" / "report.json").is_file()
-
-
-def test_quick_demo_with_a_pretrained_student(tmp_path, tiny_lm_factory):
-    # The student around a tiny random Llama: the pipeline SmolLM2's student runs, at a size a test can afford.
-    out = tmp_path / "demo"
-    lm = str(tiny_lm_factory("llama"))
-    command = [sys.executable, "-m", "deepmmsearch", "demo", "--quick", "--out", str(out)]
-    done = subprocess.run(
-        [*command, "--student", "pretrained", "--lm", lm], capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads((out / "results.json").read_text())
-    assert set(results["timings"]) == {"world", "data", "model-init", "align", "sft", "grpo", "eval"}
-    assert [row["system"] for row in results["table"]][:3] == ["Direct answer", "RAG workflow", "Prompt agent"]
-    assert all("aligned student" in row["detail"] for row in results["table"][:3])  # the baselines run it, no SFT
-    assert (out / "align" / "final" / "config.json").is_file() and not (out / "pretrain").exists()
-    bad = subprocess.run([*command, "--student", "other"], capture_output=True, text=True)
-    assert bad.returncode != 0 and "unknown student" in bad.stderr

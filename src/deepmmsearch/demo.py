@@ -4,12 +4,10 @@ Stages, in order, each written to its own folder under ``out`` and skipped on a 
 
     world/       the offline world and its knowledge base
     data/        SFT data: the oracle teacher's episodes, filtered and balanced
-    model-init/  the student: a tiny Qwen2.5-VL-architecture model with a small vocabulary trained on the world's
-                 text (``student: pretrained``: a released language model, SmolLM2-135M-Instruct, inside a
-                 Qwen2.5-VL with a new vision tower)
-    pretrain/    a copy warm-up, then the world's pages and reading drills: the reading a released model brings
-                 (``student: pretrained``: align/, the vision tower learns captioned pictures, then the LM to read it)
-    sft/         SFT cold start (TRL SFTTrainer; the scratch model in full, the pretrained one with LoRA)
+    model-init/  the student: a released language model (SmolLM2-135M-Instruct by default) inside a Qwen2.5-VL
+                 with a new vision tower (``dmms model init --lm``)
+    align/       vision alignment: the tower learns the world's captioned pictures, then the LM to read it
+    sft/         SFT cold start (TRL SFTTrainer, LoRA on every language-model block, vision frozen)
     grpo/        online GRPO from the SFT model, rollouts through the real tools
     eval/        the test split under five systems, as the paper's Table 1 compares them
     run.yaml     the run config they were evaluated under: `dmms ask ... --config run.yaml` asks the same way
@@ -36,85 +34,43 @@ class DemoConfig:
     """Sizes of the demo's stages. ``quick()`` gives the smoke-run sizes."""
 
     seed: int = field(default=0, metadata={"help": "seed of the world and of training"})
-    # Scratch stays the default until the pretrained student beats it (docs/training.md, "The pretrained student").
-    student: str = field(
-        default="scratch",
-        metadata={"help": "scratch (a tiny model from scratch) or pretrained (a released LM with a new vision tower)"},
-    )
-    lm: str = field(default="smollm2-135m-instruct", metadata={"help": "the pretrained student's language model"})
+    lm: str = field(default="smollm2-135m-instruct", metadata={"help": "the student's language model"})
+    entities: int = field(default=300, metadata={"help": "pictured entities of the world"})
+    captions: int = field(default=3000, metadata={"help": "captioned pictures the world draws"})
+    teacher_questions: int = field(default=1300, metadata={"help": "train questions the teacher plays (all 1,261)"})
+    data_size: int = field(default=600, metadata={"help": "SFT conversations kept"})
+    prompts: str = field(default="short", metadata={"help": "prompt style of the data, so of the trained models"})
+    search_hits: int = field(default=3, metadata={"help": "hits a search shows (fewer tokens to read on a CPU)"})
     align_pictures: int = field(default=1200, metadata={"help": "captioned pictures vision alignment learns on"})
     align_learning_rate: float = field(default=1e-3, metadata={"help": "vision alignment's learning rate"})
     tower_steps: int = field(default=2000, metadata={"help": "steps of 64 pictures in alignment's tower stage"})
-    lora_rank: int = field(default=16, metadata={"help": "LoRA rank of the pretrained student's SFT and GRPO"})
-    lora_learning_rate: float = field(default=1e-3, metadata={"help": "the pretrained student's SFT learning rate"})
-    lora_grpo_learning_rate: float = field(default=2e-5, metadata={"help": "the pretrained student's GRPO rate"})
-    lora_data_size: int = field(default=600, metadata={"help": "SFT conversations of the pretrained student"})
-    lora_epochs: float = field(default=1.0, metadata={"help": "SFT passes of the pretrained student"})
-    lora_grpo_steps: int = field(default=6, metadata={"help": "GRPO steps of the pretrained student"})
-    lora_grpo_group: int = field(default=4, metadata={"help": "the pretrained student's GRPO rollouts per question"})
-    # Two rollouts per forward pass: eight of ~1,000 tokens with a 49k-token vocabulary ran out of 24 GiB.
-    lora_grpo_batch: int = field(default=2, metadata={"help": "the pretrained student's rollouts per forward pass"})
-    entities: int = field(default=300, metadata={"help": "pictured entities of the world"})
-    teacher_questions: int = field(default=1300, metadata={"help": "train questions the teacher plays (all 1,261)"})
-    # More conversations seen fewer times, at the same cost: 1,000 x 4 epochs against 600 x 6 took the SFT agent from
-    # 57.1% to 63.3% on the same pre-trained model (format errors 41 to 16 of 124), 60.0% from a fresh clone.
-    data_size: int = field(default=1000, metadata={"help": "SFT conversations kept"})
-    pretrain_sequences: int = field(default=1000, metadata={"help": "page groups; 3x as many drills, 2x copy rows"})
-    copy_steps: int = field(default=700, metadata={"help": "copy warm-up steps of pre-training"})
-    copy_until_formed: int = field(default=1500, metadata={"help": "at most this many more, until the copy forms"})
-    copy_text_steps: int = field(default=200, metadata={"help": "its last copy steps, on page text"})
-    captions: int = field(default=3000, metadata={"help": "captioned pictures pre-training learns to see on"})
-    caption_rows: int = field(default=400, metadata={"help": "of them, mixed into SFT"})
-    caption_batch_size: int = field(default=16, metadata={"help": "pictures per copy warm-up step"})
-    caption_steps: int = field(default=1200, metadata={"help": "then steps on captions alone: shape needs them"})
-    sft_epochs: float = field(default=4.0, metadata={"help": "SFT passes over the data"})
-    sft_learning_rate: float = field(default=1e-2, metadata={"help": "a tiny model from scratch wants a high rate"})
-    # Half the conversations with another answer each pass (the rest as the teacher played them): 60.0% -> 63.8-65.8%
-    # after SFT on the same pre-trained model; all of them: 58.8%.
-    swap_answers: float = field(default=0.5, metadata={"help": "share of SFT conversations whose answer is swapped"})
-    grpo_steps: int = field(default=20, metadata={"help": "GRPO optimizer steps: two passes over its questions"})
+    lora_rank: int = field(default=16, metadata={"help": "LoRA rank of SFT and GRPO"})
+    sft_learning_rate: float = field(default=1e-3, metadata={"help": "SFT learning rate"})
+    sft_epochs: float = field(default=1.0, metadata={"help": "SFT passes over the data"})
+    grpo_steps: int = field(default=6, metadata={"help": "GRPO optimizer steps"})
     grpo_questions: int = field(default=20, metadata={"help": "search questions GRPO rolls out on, each many times"})
-    grpo_learning_rate: float = field(default=2e-4, metadata={"help": "GRPO learning rate for the tiny model"})
-    grpo_group: int = field(default=8, metadata={"help": "GRPO rollouts per question (the paper's group: 8)"})
     grpo_questions_per_step: int = field(default=2, metadata={"help": "questions per GRPO step"})
+    grpo_group: int = field(default=4, metadata={"help": "GRPO rollouts per question"})
+    # Two rollouts per forward pass: eight of ~1,000 tokens with a 49k-token vocabulary ran out of 24 GiB.
+    grpo_batch: int = field(default=2, metadata={"help": "GRPO rollouts per forward pass"})
+    grpo_learning_rate: float = field(default=2e-5, metadata={"help": "GRPO learning rate"})
     test_questions: int = field(default=240, metadata={"help": "test questions each system answers"})
-    prompts: str = field(default="short", metadata={"help": "prompt style of the data, so of the trained models"})
-    search_hits: int = field(default=3, metadata={"help": "hits a search shows (the tiny model reads fewer tokens)"})
     eval_workers: int = field(default=2, metadata={"help": "systems evaluated at once, each in a process of its own"})
-
-    @property
-    def pretrained(self) -> bool:
-        return self.student == "pretrained"
-
-    def __post_init__(self) -> None:
-        if self.student not in ("pretrained", "scratch"):
-            raise DmmsError(f"unknown student {self.student!r}; use pretrained or scratch")
 
     @classmethod
     def quick(cls, seed: int = 0, **changes: Any) -> DemoConfig:
         return cls(
             **changes,
             seed=seed,
+            entities=36,
+            captions=300,
+            teacher_questions=160,
+            data_size=24,
             align_pictures=32,
             tower_steps=20,
-            lora_data_size=24,
-            lora_grpo_steps=2,
-            lora_grpo_group=2,
-            grpo_group=4,
-            grpo_questions_per_step=1,
-            entities=36,
-            teacher_questions=160,
-            data_size=96,
-            captions=300,
-            caption_rows=48,
-            caption_batch_size=4,
-            caption_steps=0,
-            pretrain_sequences=100,
-            copy_steps=300,
-            copy_until_formed=0,
-            copy_text_steps=10,
-            sft_epochs=2.0,
             grpo_steps=2,
+            grpo_questions_per_step=1,
+            grpo_group=2,
             test_questions=20,
         )
 
@@ -153,30 +109,18 @@ def run_demo(out: str | Path, config: DemoConfig, say: Callable[[str], None] = p
     stage(
         "model-init",
         lambda: (out / "model-init" / "config.json").is_file(),
-        lambda: _in_fresh_process(_init_model, world, out / "model-init", config),
+        lambda: _in_fresh_process(_init_model, out / "model-init", config),
     )
-    # The student learns to see: a pretrained one by vision alignment, a scratch one in its pre-training.
-    base_stage = "align" if config.pretrained else "pretrain"
-    stage(
-        base_stage,
-        lambda: (out / base_stage / "final" / "config.json").is_file(),
-        lambda: (_align if config.pretrained else _pretrain)(out, config),
-    )
+    stage("align", lambda: (out / "align" / "final" / "config.json").is_file(), lambda: _align(out, config))
     stage("sft", lambda: (out / "sft" / "final" / "config.json").is_file(), lambda: _sft(out, config))
     stage("grpo", lambda: (out / "grpo" / "final" / "config.json").is_file(), lambda: _grpo(out, config))
-    sft, rl, base = f"hf:{out / 'sft' / 'final'}", f"hf:{out / 'grpo' / 'final'}", f"hf:{out / base_stage / 'final'}"
-    if config.pretrained:  # as the paper runs the released instruction-tuned model for its baselines
-        baselines = [
-            System("Direct answer", base, "direct", "the aligned student before SFT, no tools"),
-            System("RAG workflow", base, "rag", "the aligned student reads one image search and one text search"),
-            System("Prompt agent", base, "prompt_agent", "the aligned student before SFT under the agent protocol"),
-        ]
-    else:
-        baselines = [
-            System("Direct answer", sft, "direct", "the SFT model, no tools"),
-            System("RAG workflow", sft, "rag", "the SFT model reads one whole-image search and one text search"),
-            System("Prompt agent", base, "prompt_agent", "the pre-trained model (no SFT) under the agent protocol"),
-        ]
+    sft, rl, base = f"hf:{out / 'sft' / 'final'}", f"hf:{out / 'grpo' / 'final'}", f"hf:{out / 'align' / 'final'}"
+    # The baselines run the aligned student before SFT, as the paper runs the released instruction-tuned model.
+    baselines = [
+        System("Direct answer", base, "direct", "the aligned student before SFT, no tools"),
+        System("RAG workflow", base, "rag", "the aligned student reads one image search and one text search"),
+        System("Prompt agent", base, "prompt_agent", "the aligned student before SFT under the agent protocol"),
+    ]
     systems = [
         *baselines,
         System("Agent, SFT", sft, "agent", "the agent after SFT"),
@@ -218,7 +162,7 @@ def _run_config(world: Path, config: DemoConfig) -> Any:
 
 def _eval_run_config(world: Path, config: DemoConfig) -> Any:
     run_config = _run_config(world, config)
-    run_config.sampling.max_new_tokens = 96  # the tiny model's replies are short; a runaway one stops sooner
+    run_config.sampling.max_new_tokens = 96  # the student's replies are short; a runaway one stops sooner
     return run_config
 
 
@@ -245,57 +189,17 @@ def _build_data(world: Path, data: Path, config: DemoConfig) -> None:
                 questions,
                 "oracle",
                 data,
-                DataBuildConfig(
-                    size=config.lora_data_size if config.pretrained else config.data_size,
-                    seed=config.seed,
-                    first_turn_rows=not config.pretrained,
-                ),
+                DataBuildConfig(size=config.data_size, seed=config.seed),
                 run_config,
                 *bars.counter("data: teacher episodes"),
             )
         )
 
 
-def _init_model(world: Path, out: Path, config: DemoConfig) -> None:
-    from deepmmsearch.models.build import init_model
+def _init_model(out: Path, config: DemoConfig) -> None:
     from deepmmsearch.models.graft import graft
 
-    if config.pretrained:
-        graft(out, config.lm, vision="tiny", seed=config.seed)
-        return
-
-    # The small vocabulary is trained on what the model will read and write: the world's pages and the
-    # teacher's conversations (prompts, tool results, replies).
-    corpus = [page["text"] for page in read_jsonl(world / "sources" / "pages.jsonl")]
-    corpus += [m["text"] for t in read_jsonl(out.parent / "data" / "kept.jsonl") for m in t["messages"]]
-    init_model(out, vocab="small", size="tiny", corpus=corpus, seed=config.seed)
-
-
-def _pretrain(out: Path, config: DemoConfig) -> None:
-    from deepmmsearch.train.config import TrainPretrainConfig
-    from deepmmsearch.train.pretrain import train_pretrain
-
-    _in_fresh_process(
-        train_pretrain,
-        TrainPretrainConfig(
-            model=str(out / "model-init"),
-            kb=str(out / "world" / "kb"),
-            out=str(out / "pretrain"),
-            sequences=config.pretrain_sequences,
-            drills=3 * config.pretrain_sequences,
-            copy_rows=2 * config.pretrain_sequences,
-            copy_steps=config.copy_steps,
-            copy_until_formed=config.copy_until_formed,
-            copy_text_steps=config.copy_text_steps,
-            captions=str(out / "world" / "captions.jsonl"),
-            caption_batch_size=config.caption_batch_size,
-            caption_steps=config.caption_steps,
-            device="cpu",
-            dtype="float32",
-            seed=config.seed,
-            save_steps=10_000,
-        ),
-    )
+    graft(out, config.lm, vision="tiny", seed=config.seed)
 
 
 def _align(out: Path, config: DemoConfig) -> None:
@@ -323,8 +227,6 @@ def _align(out: Path, config: DemoConfig) -> None:
 def _lora(config: DemoConfig) -> Any:
     from deepmmsearch.train.config import LoraSettings
 
-    if not config.pretrained:  # a 0.2M-parameter model built from scratch is trained in full
-        return LoraSettings(enabled=False)
     return LoraSettings(rank=config.lora_rank, alpha=2 * config.lora_rank, dropout=0.0)
 
 
@@ -332,50 +234,22 @@ def _sft(out: Path, config: DemoConfig) -> None:
     from deepmmsearch.train.config import TrainSFTConfig
     from deepmmsearch.train.sft import train_sft
 
-    if config.pretrained:  # the paper's SFT: LoRA on every block, vision frozen, loss on the replies only
-        _in_fresh_process(
-            train_sft,
-            TrainSFTConfig(
-                model=str(out / "align" / "final"),
-                data=str(out / "data"),
-                out=str(out / "sft"),
-                lora=_lora(config),
-                epochs=config.lora_epochs,
-                learning_rate=config.lora_learning_rate,
-                warmup_ratio=0.05,
-                global_batch_size=8,
-                per_device_batch_size=1,
-                max_length=4096,
-                device="cpu",
-                dtype="bfloat16",
-                seed=config.seed,
-                save_steps=10_000,
-                logging_steps=5,
-            ),
-        )
-        return
-
-    # As configs/sft-tiny-cpu.yaml: a 0.2M-parameter model built from scratch is trained in full, its vision tower
-    # frozen as the paper's: trained at SFT's rate, it lost the shapes pre-training taught it (docs/training.md).
+    # As configs/sft-smollm2-cpu.yaml, the paper's SFT: LoRA on every block, vision frozen, loss on the replies only.
     _in_fresh_process(
         train_sft,
         TrainSFTConfig(
-            model=str(out / "pretrain" / "final"),
+            model=str(out / "align" / "final"),
             data=str(out / "data"),
             out=str(out / "sft"),
-            captions=str(out / "world" / "captions.jsonl"),  # keeps the model looking at pictures (docs/training.md)
-            caption_rows=config.caption_rows,
             lora=_lora(config),
-            train_vision=False,
             epochs=config.sft_epochs,
             learning_rate=config.sft_learning_rate,
-            swap_answers=config.swap_answers,
             warmup_ratio=0.05,
             global_batch_size=8,
-            per_device_batch_size=1,  # one conversation per pass: no padding, and 2-3x faster on a CPU than 8
+            per_device_batch_size=1,  # one conversation per pass: no padding
             max_length=4096,
             device="cpu",
-            dtype="float32",
+            dtype="bfloat16",
             seed=config.seed,
             save_steps=10_000,
             logging_steps=5,
@@ -389,7 +263,7 @@ def _grpo(out: Path, config: DemoConfig) -> None:
     from deepmmsearch.train.config import TrainGRPOConfig
     from deepmmsearch.train.grpo import train_grpo
 
-    # As configs/grpo-tiny-cpu.yaml: short episodes and replies keep CPU rollouts within seconds.
+    # As configs/grpo-smollm2-cpu.yaml: short episodes and replies keep CPU rollouts within seconds.
     _in_fresh_process(
         train_grpo,
         TrainGRPOConfig(
@@ -398,23 +272,21 @@ def _grpo(out: Path, config: DemoConfig) -> None:
             out=str(out / "grpo"),
             lora=_lora(config),
             tools=_run_config(out / "world", config).tools,
-            # The tool budget as in the SFT data: the prompt shows it, and the tiny model has seen no other.
+            # Six turns keep rollouts short; the tool budget stays the SFT data's, which the prompt shows.
             agent=AgentConfig(rules=Rules(max_turns=6), policy_timeout_s=120),
-            num_generations=config.lora_grpo_group if config.pretrained else config.grpo_group,
+            num_generations=config.grpo_group,
             questions_per_step=config.grpo_questions_per_step,
-            per_device_batch_size=config.lora_grpo_batch if config.pretrained else config.grpo_group,
-            learning_rate=config.lora_grpo_learning_rate if config.pretrained else config.grpo_learning_rate,
+            per_device_batch_size=config.grpo_batch,
+            learning_rate=config.grpo_learning_rate,
             warmup_steps=0,
-            max_steps=config.lora_grpo_steps if config.pretrained else config.grpo_steps,
-            # 40 steps x 2 questions over 20: each question's group of 8 is rolled out in 4 of the steps, so each ten
-            # steps' mean reward is over the same questions (over all 1,261 the mix of questions drowns the trend).
+            max_steps=config.grpo_steps,
             # Search questions only: the rest GRPO could only learn by heart (its vision tower is frozen).
             search_only=True,
             limit=config.grpo_questions,
             temperature=0.8,
             max_new_tokens=96,
             device="cpu",
-            dtype="bfloat16" if config.pretrained else "float32",
+            dtype="bfloat16",
             seed=config.seed,
             save_steps=10_000,
         ),

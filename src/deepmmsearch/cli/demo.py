@@ -21,13 +21,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the world and of training.")] = 0,
     lm: Annotated[
         str,
-        typer.Option(
-            help="With --student pretrained: its language model (smollm2-135m-instruct, a GGUF, a folder, a hub id)."
-        ),
+        typer.Option(help="The student's language model (smollm2-135m-instruct, a GGUF, a folder, a hub id)."),
     ] = "smollm2-135m-instruct",
-    student: Annotated[
-        str, typer.Option(help="scratch (a tiny model from scratch) or pretrained (--lm with a new vision tower).")
-    ] = "scratch",
 ) -> None:
     """Build the world and SFT data, align and train the student (SFT, then GRPO), evaluate five systems, print
     the table."""
@@ -36,7 +31,7 @@ def demo(
     from deepmmsearch.demo import COLUMN_LEGEND, COLUMNS, DemoConfig, run_demo
 
     console = stderr_console()
-    config = DemoConfig.quick(seed, lm=lm, student=student) if quick else DemoConfig(seed=seed, lm=lm, student=student)
+    config = DemoConfig.quick(seed, lm=lm) if quick else DemoConfig(seed=seed, lm=lm)
     start = time.perf_counter()
     result = run_demo(out, config, say=lambda line: console.print(line, markup=False))
     table = Table(title=f"Accuracy (%) on the offline world's test split ({'quick' if quick else 'full'} run)")
