@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from deepmmsearch.models.chat import PROTOCOL_TOKENS, SPECIAL_TOKENS
 from deepmmsearch.models.encoding import encode_conversation
 from deepmmsearch.models.processor import ImageOnlyQwen2_5_VLProcessor, image_processor_for
 from deepmmsearch.models.sizes import SIZES, get_size
-from deepmmsearch.models.tokenizers import default_corpus, qwen_tokenizer, read_corpus, small_tokenizer
+from deepmmsearch.models.tokenizers import default_corpus, qwen_tokenizer, small_tokenizer
 from deepmmsearch.records import Message
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,39 +53,14 @@ def test_qwen_chat_renders_the_qwen25_vl_layout(qwen) -> None:
     assert qwen(text)["input_ids"] == QWEN_LAYOUT_IDS
 
 
-def test_small_vocabulary_shares_special_tokens_and_template(qwen, tmp_path: Path) -> None:
-    corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text("\n".join(json.dumps({"title": t, "n": 1}) for t in default_corpus()) + "\n", encoding="utf-8")
-    texts = list(read_corpus(corpus))
-    assert texts == default_corpus()
-    small = small_tokenizer(texts, vocab_size=600)
+def test_small_vocabulary_shares_special_tokens_and_template(qwen) -> None:
+    small = small_tokenizer(default_corpus(), vocab_size=600)
     assert len(small) <= 600 + len(SPECIAL_TOKENS) + len(PROTOCOL_TOKENS)
     assert small.apply_chat_template(IMAGE_CHAT, tokenize=False, add_generation_prompt=True) == QWEN_LAYOUT
     for token in (*SPECIAL_TOKENS, *PROTOCOL_TOKENS):
         assert len(small(token, add_special_tokens=False)["input_ids"]) == 1, token
-    reply = "<reason>I need the height.</reason>\n<answer>38 metres</answer>"
-    assert small.decode(small(reply)["input_ids"]) == reply
-    with pytest.raises(InputError, match="no such corpus"):
-        list(read_corpus(tmp_path / "missing.txt"))
-
-
-def test_small_vocabulary_writes_a_name_the_same_wherever_it_stands() -> None:
-    # A tiny model copies a name from a search result into its reasoning and its next query only if the name is
-    # the same tokens at a line start, after a space, after a bracket and right after a tag.
-    corpus = "Panellin Tram (Yscolhu) is a tram. Panellin Tram runs daily. It was built in 1377, 1922 and 1939."
-    small = small_tokenizer([*default_corpus(), corpus] * 5)
-    name = small.tokenize("x Panellin Tram")[-2:]
-    assert "".join(name) == "ĠPanellinĠTram"
-    for text in ("Panellin Tram", "\nPanellin Tram", "(Panellin Tram", "<text_search>Panellin Tram", "Panellin Tram."):
-        tokens = [t for t in small.tokenize(text) if t != "."]
-        assert tokens[-2:] == name, text
+    for text in ("<reason>I need the height.</reason>\n<answer>38 metres</answer>", "A (b) c\n  d, e.\tf's 1377"):
         assert small.decode(small(text)["input_ids"]) == text
-    # Words and numbers carry their space: no token of spaces alone between two words, and a number is a word.
-    assert "Ġ" not in small.tokenize("the tram runs daily in the city")
-    for text in ("built in 1377", "\n1377", "(1377"):
-        assert small.tokenize(text)[-1] == "Ġ1377", text
-    sample = "A (b) c\n  d, e.\tf's <answer>12 g</answer>\n\n(x)"
-    assert small.decode(small(sample)["input_ids"]) == sample
 
 
 def test_sizes_include_the_released_7b_shape(qwen) -> None:
@@ -105,16 +79,6 @@ def test_sizes_include_the_released_7b_shape(qwen) -> None:
     assert {"tiny", "7b"} <= set(SIZES)
     with pytest.raises(ConfigError, match="tiny"):
         get_size("huge")
-
-
-def test_mini_is_tiny_with_a_wider_language_model_and_a_small_rotary_base(qwen) -> None:
-    tiny, mini = build_config(get_size("tiny"), qwen), build_config(get_size("mini"), qwen)
-    assert mini.text_config.hidden_size == 2 * tiny.text_config.hidden_size == 128
-    assert mini.text_config.hidden_size // mini.text_config.num_attention_heads == 32
-    theta = [c.text_config.rope_parameters["rope_theta"] for c in (mini, tiny)]
-    assert theta == [1e4, 1e6]
-    same = {"out_hidden_size": 0}  # the vision tower's output width follows the language model's
-    assert mini.vision_config.to_dict() | same == tiny.vision_config.to_dict() | same
 
 
 def test_encode_conversation_matches_the_stock_processor(qwen, image) -> None:
@@ -157,10 +121,8 @@ def test_init_saves_a_model_that_loads_with_its_full_processor(tmp_path: Path, i
 
 
 def test_cli_model_init(tmp_path: Path) -> None:
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(default_corpus()), encoding="utf-8")
     runner = CliRunner()
-    result = runner.invoke(app, ["model", "init", "--out", str(tmp_path / "m"), "--corpus", str(corpus)])
+    result = runner.invoke(app, ["model", "init", "--out", str(tmp_path / "m")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "tokenizer.json").is_file()
     bad = runner.invoke(app, ["model", "init", "--out", str(tmp_path / "x"), "--vocab", "big"])

@@ -235,13 +235,13 @@ def test_a_models_saved_prompt_style_prompts_its_episodes(model_dir: Path, tmp_p
 
 def test_a_conversation_longer_than_the_context_is_refused(loaded, image) -> None:
     hf = policy(loaded)
-    hf.max_context = 55  # the first turn (59 tokens) is longer, a bare "Hi" (50 tokens) is not
+    hf.max_context = 44  # the first turn (48 tokens) is longer, a bare "Hi" (39 tokens) is not
     with pytest.raises(ContextLimitError):
         hf.generate_sync([first_turn(0, image)])
     short = Conversation("s", [Message("user", "Hi")], image)
     long_reply, short_reply = hf.generate_sync([first_turn(0, image), short])
     assert long_reply.finish_reason == "context_limit" and long_reply.text == ""
-    assert short_reply.token_ids and len(short_reply.token_ids) <= 55 - short_reply.prompt_tokens
+    assert short_reply.token_ids and len(short_reply.token_ids) <= 44 - short_reply.prompt_tokens
 
 
 def test_an_episode_budget_bounds_the_reply(loaded, image) -> None:

@@ -28,19 +28,14 @@ def init(
     vocab: Annotated[
         str | None,
         typer.Option(
-            help="qwen (the family's released vocabulary) or small (trained BPE with the family's special tokens). "
-            "Default: qwen with --arch, small without (the scratch student)."
+            help="qwen (the family's released vocabulary) or small (a BPE of about 1,000 tokens with the family's "
+            "special tokens, for tiny test models). Default: qwen with --arch, small without."
         ),
     ] = None,
     size: Annotated[
         str,
-        typer.Option(
-            help="tiny (the scratch student's), mini (tiny, twice as wide), small, 3b, 7b (released Qwen2.5-VL shapes)."
-        ),
+        typer.Option(help="tiny (test models), small, 3b, 7b (released Qwen2.5-VL shapes)."),
     ] = "tiny",
-    corpus: Annotated[
-        Path | None, typer.Option(help="Text or JSONL file to train the small vocabulary on (default: built in).")
-    ] = None,
     vocab_size: Annotated[int, typer.Option(help="Size of the small vocabulary.")] = 1024,
     seed: Annotated[int, typer.Option(help="Seed of the random initialization.")] = 0,
     lm: Annotated[
@@ -58,13 +53,10 @@ def init(
     from deepmmsearch.models.build import VOCABS, init_model
     from deepmmsearch.models.families import DEFAULT_FAMILY, get_family
     from deepmmsearch.models.sizes import get_size
-    from deepmmsearch.models.tokenizers import read_corpus
 
     if lm is not None:
         from deepmmsearch.models.graft import graft
 
-        if corpus is not None:
-            raise ConfigError("--corpus trains the small vocabulary; a student around --lm keeps the LM's vocabulary")
         if arch not in (None, DEFAULT_FAMILY) or vocab is not None:
             raise ConfigError("a student around --lm is a qwen2.5-vl with the LM's vocabulary: drop --arch and --vocab")
         typer.echo(str(graft(out, lm, vision=vision, seed=seed, say=lambda line: typer.echo(line, err=True))))
@@ -75,8 +67,5 @@ def init(
     vocab = vocab or ("qwen" if arch is not None else "small")
     if vocab not in VOCABS:
         raise ConfigError(f"unknown vocabulary {vocab!r}; use one of: {', '.join(VOCABS)}")
-    if corpus is not None and vocab != "small":
-        raise ConfigError("--corpus trains the small vocabulary; use it with --vocab small")
-    texts = list(read_corpus(corpus)) if corpus is not None else None
-    path = init_model(out, vocab=vocab, size=size, corpus=texts, vocab_size=vocab_size, seed=seed, arch=family.name)
+    path = init_model(out, vocab=vocab, size=size, vocab_size=vocab_size, seed=seed, arch=family.name)
     typer.echo(str(path))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,18 +17,15 @@ VOCABS: tuple[str, ...] = ("qwen", "small")
 RELEASED_SIZES = ("3b", "7b")
 
 
-def build_tokenizer(
-    vocab: str, corpus: Iterable[str] | None = None, vocab_size: int = 1024, family: str = DEFAULT_FAMILY
-) -> Any:
-    """The tokenizer of a vocabulary name: ``qwen`` (the family's released ids) or ``small`` (trained on
-    ``corpus``), with the family's special tokens and chat template."""
+def build_tokenizer(vocab: str, vocab_size: int = 1024, family: str = DEFAULT_FAMILY) -> Any:
+    """The tokenizer of a vocabulary name: ``qwen`` (the family's released ids) or ``small`` (a BPE trained on
+    built-in text), with the family's special tokens and chat template."""
     from deepmmsearch.models import tokenizers
 
     if vocab == "qwen":
         return tokenizers.qwen_tokenizer(family)
     if vocab == "small":
-        texts = corpus if corpus is not None else tokenizers.default_corpus()
-        return tokenizers.small_tokenizer(texts, vocab_size, family)
+        return tokenizers.small_tokenizer(tokenizers.default_corpus(), vocab_size, family)
     raise ConfigError(f"unknown vocabulary {vocab!r}; use one of: {', '.join(VOCABS)}")
 
 
@@ -87,8 +83,8 @@ def build_config(size: ModelSize, tokenizer: Any, family: str = DEFAULT_FAMILY) 
     spec = get_family(family)
     if spec.name != DEFAULT_FAMILY and size.vocab_size is not None:
         raise ConfigError(
-            f"sizes {', '.join(RELEASED_SIZES)} are Qwen2.5-VL's released shapes; build {spec.name} as tiny, mini "
-            f"or small, or start from a released model ({spec.released})"
+            f"sizes {', '.join(RELEASED_SIZES)} are Qwen2.5-VL's released shapes; build {spec.name} as tiny or "
+            f"small, or start from a released model ({spec.released})"
         )
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (EOS_TOKEN, PAD_TOKEN, IMAGE_TOKEN, VIDEO_TOKEN)}
     text_config: dict[str, Any] = {
@@ -168,7 +164,6 @@ def init_model(
     out: str | Path,
     vocab: str = "small",
     size: str = "tiny",
-    corpus: Iterable[str] | None = None,
     vocab_size: int = 1024,
     seed: int = 0,
     arch: str = DEFAULT_FAMILY,
@@ -183,7 +178,7 @@ def init_model(
 
     family = get_family(arch)
     shape = get_size(size)
-    tokenizer = build_tokenizer(vocab, corpus, vocab_size, family.name)
+    tokenizer = build_tokenizer(vocab, vocab_size, family.name)
     # Sizes count pixels in Qwen2.5-VL's 28x28-pixel tokens: the same numbers of tokens in the family's.
     token = family.pixels_per_token
     processor = build_processor(

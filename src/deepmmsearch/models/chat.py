@@ -78,7 +78,7 @@ CHAT_TEMPLATE = (
     "<|im_start|>assistant\n{% endif %}"
 )
 
-# Our protocol's tags, added as whole tokens to the small vocabulary so that a tiny model learns them in one step.
+# Our protocol's tags, added as whole tokens to the small vocabulary of test models (the guide's whole-tag path).
 PROTOCOL_TOKENS: tuple[str, ...] = (
     "<reason>",
     "</reason>",

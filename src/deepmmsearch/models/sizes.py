@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from deepmmsearch.errors import ConfigError
 
@@ -65,11 +65,6 @@ _TINY = ModelSize(
 
 SIZES: dict[str, ModelSize] = {
     "tiny": _TINY,
-    # Tiny's vision with a language model twice as wide: after pre-training it copies a sentence from 200 tokens
-    # back 96% right (tiny: 79%). Rotary base 10,000, not Qwen's 1,000,000: with 8-16 frequencies a head, the
-    # large base leaves few that tell positions apart, and 600 tokens into a context tiny copied 3% (45% with
-    # base 10,000). `python bench/bench_copy.py`; docs/training.md, "Reading the search results".
-    "mini": replace(_TINY, hidden_size=128, intermediate_size=256, mrope_section=(4, 6, 6), rope_theta=10_000.0),
     "small": ModelSize(
         hidden_size=256,
         intermediate_size=768,

@@ -7,9 +7,7 @@ Both split text with a regex, then byte-level BPE, and use the family's special 
 from __future__ import annotations
 
 import functools
-import json
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 from deepmmsearch.errors import InputError
@@ -32,24 +30,6 @@ RANKS = {
     "qwen2": ("qwen.tiktoken", QWEN_NUM_RANKS, QWEN_PATTERN),
     "qwen3.5": ("qwen3_6.tiktoken", 248_044, QWEN3_5_PATTERN),  # Qwen3.5 and Qwen3.6 share it
 }
-# The small vocabulary's pattern: Qwen's, except that a word always takes one space before it and nothing else.
-# Qwen writes "Tram" as "Tram", " Tram" or "(Tram" by where it stands; a tiny model cannot learn to map one onto
-# the other, so it could not copy a name out of a search result into its query. Here a word that has no space
-# before it (at the start of a line, after a bracket, right after a tag) is given one, behind a GLUE mark that the
-# decoder removes again: a name is then the same tokens anywhere, and there are no space tokens between words
-# (written as tokens of their own, spaces made half of every sequence, and the model's attention went to them).
-# A number is such a word too, not Qwen's one token a digit after a space token: " 1377" is " 13", "7", "7" instead
-# of " ", "1", "3", "7", "7", fewer places for a copy to go astray (the demo's agent copied it as "137": 57.1% after
-# SFT against 52.9%, docs/training.md).
-GLUE = "\x01"
-SMALL_PATTERN = (
-    GLUE + r""" (?![\p{L}\p{N}])|(?i:'s|'t|'re|'ve|'m|'ll|'d)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+[\r\n]*"""
-    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
-)
-# Where a word most often starts without a space: after a newline, after "(" and at the start of a text or of the
-# text after a tag. Literal insertions (the tokenizers library cannot insert at a zero-width regex match); a glue
-# before something other than a word costs a token and changes nothing else.
-_GLUED_AFTER = ("\n", "(")
 
 
 def qwen_tokenizer(family: str = DEFAULT_FAMILY) -> Any:
@@ -79,24 +59,22 @@ def _converted_ranks(vocab: str) -> str:
 
 
 def small_tokenizer(texts: Iterable[str], vocab_size: int = 1024, family: str = DEFAULT_FAMILY) -> Any:
-    """A byte-level BPE trained on ``texts`` with the family's special tokens and chat template, and a
-    pre-tokenizer that gives every word exactly one space before it (see ``SMALL_PATTERN``).
+    """A byte-level BPE trained on ``texts`` with Qwen2's pre-tokenizer pattern and the family's special tokens and
+    chat template: a vocabulary of a thousand tokens, so that test models built from configs stay tiny.
 
-    Our protocol tags are whole tokens too (after the special ones), so a tiny model emits a tag in one step.
+    Our protocol tags are whole tokens too (after the special ones): the guide's path for a vocabulary that holds
+    them is tested on it.
     """
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     backend = Tokenizer(models.BPE())
-    backend.normalizer = normalizers.Sequence(
-        [normalizers.Replace(c, c + GLUE + " ") for c in _GLUED_AFTER] + [normalizers.Prepend(GLUE + " ")]
-    )
     backend.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(Regex(SMALL_PATTERN), behavior="isolated"),
+            pre_tokenizers.Split(Regex(QWEN_PATTERN), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
-    backend.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Replace(GLUE + " ", "")])
+    backend.decoder = decoders.ByteLevel()
     spec = get_family(family)
     special = list(spec.special_tokens) + list(PROTOCOL_TOKENS)
     trainer = trainers.BpeTrainer(
@@ -186,34 +164,3 @@ def default_corpus() -> list[str]:
         render_action(Action(ActionKind.ANSWER, GIVE_UP_ANSWER, "Nothing helped.")),
     ]
     return texts + _BUILTIN_SAMPLE.split("\n")
-
-
-def read_corpus(path: str | Path) -> Iterator[str]:
-    """The texts of a corpus file: a JSON Lines file (every string value of each object) or plain text lines."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such corpus file")
-    jsonl = path.suffix.lower() in (".jsonl", ".ndjson")
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            if not jsonl:
-                yield line.rstrip("\n")
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{number}: not valid JSON ({e.msg})") from None
-            yield from _strings(record)
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
