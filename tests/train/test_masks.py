@@ -120,28 +120,6 @@ def test_an_episode_without_a_reply_is_an_empty_weightless_completion(sft_data, 
     assert processor.tokenizer.decode(tokens.prompt_ids).endswith("<|im_start|>assistant\n")
 
 
-def test_sft_name_swap_renames_consistently_and_keeps_the_mask(sft_data, processor):
-    from deepmmsearch.data.augment import PROPER_WORD, proper_words
-    from deepmmsearch.train.sft import IGNORE_INDEX, ConversationCollator, load_sft_rows
-
-    rows, data_dir = load_sft_rows(str(sft_data))
-    row = next(r for r in rows if sum(m["kind"] == "tool_result" for m in r["messages"]) >= 2)
-    originals = set(proper_words(m["content"] for m in row["messages"]))
-    pool = [w for w in proper_words(m["content"] for r in rows for m in r["messages"]) if w not in originals]
-    assert len(pool) >= len(originals) > 0
-    collator = ConversationCollator(processor, data_dir, swap_share=1.0, name_pool=pool, seed=0)
-    batch = collator([row])
-    ids, labels = batch["input_ids"][0], batch["labels"][0]
-    trained = labels != IGNORE_INDEX
-    tokenizer = processor.tokenizer
-    replies, context = tokenizer.decode(ids[trained]), tokenizer.decode(ids[~trained])
-    assert not originals & set(PROPER_WORD.findall(replies + context))  # every name swapped
-    # The names the replies write are names the tool results showed: the copy the swap is there to teach.
-    assert set(PROPER_WORD.findall(replies)) <= set(PROPER_WORD.findall(context))
-    plain = ConversationCollator(processor, data_dir)([row])
-    assert int(trained.sum()) > 0 and bool((plain["labels"][0] != IGNORE_INDEX).any())
-
-
 def test_tokens_the_guide_chose_get_no_weight(sft_data, processor):
     from deepmmsearch.train.rollout import episode_tokens
 
@@ -159,9 +137,8 @@ def test_tokens_the_guide_chose_get_no_weight(sft_data, processor):
     assert trained == expected
 
 
-def test_sft_keeps_plain_encodings_and_encodes_augmented_draws_anew(sft_data, processor):
-    from deepmmsearch.data.augment import final_answer
-    from deepmmsearch.train.sft import IGNORE_INDEX, ConversationCollator, load_sft_rows
+def test_sft_keeps_the_encodings_for_every_epoch(sft_data, processor):
+    from deepmmsearch.train.sft import ConversationCollator, load_sft_rows
 
     rows, data_dir = load_sft_rows(str(sft_data), limit=6)
     collator = ConversationCollator(processor, data_dir)
@@ -173,20 +150,3 @@ def test_sft_keeps_plain_encodings_and_encodes_augmented_draws_anew(sft_data, pr
     small = ConversationCollator(processor, data_dir)
     small.lengths(rows, keep_bytes=1000)
     assert not small.kept  # what does not fit the budget is not kept at all
-    # An answer swap draws a new answer each time; the reply that gives it is trained on, the result is not.
-    all_rows, _ = load_sft_rows(str(sft_data))
-    numeric = [r for r in all_rows if (final_answer([m["content"] for m in r["messages"]]) or "").isdigit()]
-    row = next(r for r in numeric if r["requires_search"])  # a number always has others of as many digits
-    swapping = ConversationCollator(processor, data_dir, answer_share=1.0)
-    swapping.lengths([row])
-    assert swapping.kept
-    answer = final_answer([m["content"] for m in row["messages"]])
-    tokenizer = processor.tokenizer
-    replies = set()
-    for _ in range(4):
-        batch = swapping([row])
-        trained = batch["labels"][0] != IGNORE_INDEX
-        reply = tokenizer.decode(batch["input_ids"][0][trained])
-        assert f"<answer>{answer}</answer>" not in reply
-        replies.add(reply)
-    assert len(replies) > 1

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from deepmmsearch.config import load_config
-from deepmmsearch.errors import ConfigError
+from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.models.build import load_model
 from deepmmsearch.train.common import read_metrics
 from deepmmsearch.train.config import LoraSettings, TrainAlignConfig, TrainGRPOConfig, TrainSFTConfig
@@ -163,6 +163,10 @@ def test_alignment_needs_captions(tiny_student: Path, tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="no captioned pictures"):
         train_align(TrainAlignConfig(model=str(tiny_student), out=str(tmp_path), device="cpu"))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"image": "", "caption": "no picture"}\n')
+    with pytest.raises(InputError, match="no rows with an image and a caption"):
+        train_align(TrainAlignConfig(model=str(tiny_student), captions=str(empty), out=str(tmp_path), device="cpu"))
 
 
 def test_train_align_from_the_command_line(small_world: Path, tiny_student: Path, tmp_path: Path) -> None:
