@@ -371,9 +371,9 @@ def prompt_style_of(system_text: str) -> PromptStyle | None:
 def first_turn_prompt(question: str, state: EpisodeState, rules: Rules, style: PromptStyle = PromptStyle.FULL) -> str:
     """The user turn that opens an episode: what may be done first, then the question.
 
-    The question comes last, right before the reply that has to say what it asks for: measured on the demo's
-    tiny model, with the teacher's reply opening on "Wanted: ...", that choice was right for 41 of 80 test
-    questions, against 14 with the question first and "Wanted" at the end of the reason (docs/training.md)."""
+    The question comes last, right before the reply that has to say what it asks for: measured on a small model
+    trained from scratch, with the teacher's reply opening on "Wanted: ...", that choice was right for 41 of 80 test
+    questions, against 14 with the question first and "Wanted" at the end of the reason."""
     return f"{next_step_instruction(state, rules, style)}\n\nQuestion: {question}"
 
 

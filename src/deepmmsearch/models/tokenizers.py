@@ -130,7 +130,7 @@ were a famous landmark. Its arch is 133 metres tall.
 
 
 def default_corpus() -> list[str]:
-    """Text to train the small vocabulary on when none is given: our prompts, sample actions and a short sample.
+    """Text the small vocabulary is trained on: our prompts, sample actions and a short sample.
 
     The prompts and tags are what a policy reads and writes most, so they must tokenize compactly.
     """

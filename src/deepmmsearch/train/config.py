@@ -249,7 +249,7 @@ class TrainGRPOConfig:
             )
         if self.use_vllm and self.guided:
             # vLLM does not report which tokens its grammar forced, and a forced token must carry no weight in the
-            # loss (docs/training.md, "Guided decoding"): guided rollouts stay on the transformers path.
+            # loss (docs/training.md, "Guided rollouts"): guided rollouts stay on the transformers path.
             raise ValueError("use_vllm: true needs guided: false (vLLM does not say which tokens its grammar forced)")
 
 
