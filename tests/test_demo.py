@@ -50,3 +50,12 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path, tiny_lm_factory):
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stderr.count("already done") == 6 and (out / "eval" / "4-agent" / "report.json").is_file()
+
+
+def test_a_missing_language_model_is_refused_before_any_stage(tmp_path):
+    out = tmp_path / "demo"
+    command = [sys.executable, "-m", "deepmmsearch", "demo", "--quick", "--out", str(out), "--lm", "nowhere.gguf"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "nowhere.gguf: no such GGUF file" in done.stderr
+    assert not (out / "world").exists()

@@ -103,6 +103,10 @@ def run_demo(out: str | Path, config: DemoConfig, say: Callable[[str], None] = p
         timings_path.write_text(json.dumps(timings, indent=2))
         say(f"[{name}] done in {timings[name]:.0f} s")
 
+    if not (out / "model-init" / "config.json").is_file():
+        from deepmmsearch.models.graft import resolve_lm
+
+        resolve_lm(config.lm, say)  # a bad --lm fails now, not after the world and data stages
     world, data = out / "world", out / "data"
     stage("world", lambda: (world / "kb" / "manifest.json").is_file(), lambda: _build_world(world, config))
     stage("data", lambda: (data / "stats.json").is_file(), lambda: _build_data(world, data, config))
