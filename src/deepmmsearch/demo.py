@@ -51,7 +51,7 @@ class DemoConfig:
     grpo_questions: int = field(default=20, metadata={"help": "search questions GRPO rolls out on, each many times"})
     grpo_questions_per_step: int = field(default=2, metadata={"help": "questions per GRPO step"})
     grpo_group: int = field(default=4, metadata={"help": "GRPO rollouts per question"})
-    # Two rollouts per forward pass: eight of ~1,000 tokens with a 49k-token vocabulary ran out of 24 GiB.
+    # Two rollouts per forward pass: eight of ~1,000 tokens with a 49k-token vocabulary do not fit in 24 GiB.
     grpo_batch: int = field(default=2, metadata={"help": "GRPO rollouts per forward pass"})
     grpo_learning_rate: float = field(default=2e-5, metadata={"help": "GRPO learning rate"})
     test_questions: int = field(default=240, metadata={"help": "test questions each system answers"})
@@ -221,7 +221,7 @@ def _align(out: Path, config: DemoConfig) -> None:
             learning_rate=config.align_learning_rate,
             lora=_lora(config),
             device="cpu",
-            dtype="bfloat16",  # float32 weights under bfloat16 autocast: 1.3x the tokens/s of float32 here
+            dtype="bfloat16",  # float32 weights under bfloat16 autocast: faster than float32 on a CPU
             seed=config.seed,
             save_steps=10_000,
         ),

@@ -340,7 +340,7 @@ class PromptStyle(StrEnum):
     - ``short``: for a small model trained on the protocol: a one-sentence system prompt, and every tool result
       comes last in its turn, after a one-line note of what may come next, with its lead line last. The reply then
       starts a few tokens after the line it quotes, not some 200: a small model copies better from near than from
-      far, and its conversations are a quarter shorter (docs/training.md, "Known limits").
+      far, and its conversations are a quarter shorter (docs/training.md, "Why these settings").
     """
 
     FULL = "full"
@@ -371,9 +371,8 @@ def prompt_style_of(system_text: str) -> PromptStyle | None:
 def first_turn_prompt(question: str, state: EpisodeState, rules: Rules, style: PromptStyle = PromptStyle.FULL) -> str:
     """The user turn that opens an episode: what may be done first, then the question.
 
-    The question comes last, right before the reply that has to say what it asks for: measured on a small model
-    trained from scratch, with the teacher's reply opening on "Wanted: ...", that choice was right for 41 of 80 test
-    questions, against 14 with the question first and "Wanted" at the end of the reason."""
+    The question comes last, right before the reply that has to say what it asks for: a small model copies better
+    from a few tokens back."""
     return f"{next_step_instruction(state, rules, style)}\n\nQuestion: {question}"
 
 

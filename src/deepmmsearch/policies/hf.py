@@ -224,8 +224,7 @@ class HFPolicy(Policy):
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._images: dict[str, tuple[Any, dict[str, Any]]] = {}  # per episode: (image, its processed inputs)
         self._lock = threading.Lock()  # one batch on the model at a time; the event loop stays free
-        # Batches queue on a thread of their own: waiting on the lock in the loop's few default threads, they left
-        # none to the tools, whose local searches then timed out (346 of 372 calls, 2 evaluations on 2 cores).
+        # Batches queue on a thread of their own: waiting in the loop's few default threads, they starve the tools.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-generate")
         weakref.finalize(self, self._thread.shutdown, wait=False)  # GRPO makes a policy a step
         self._generator = torch.Generator(device=self.device)

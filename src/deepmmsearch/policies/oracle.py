@@ -34,12 +34,9 @@ class OracleConfig:
     seed: int = field(default=0, metadata={"help": "its choices are a function of the seed and the question id"})
 
 
-# The first reply opens by naming what the question wants ("Wanted: weight kilograms."), right after the question
-# that ends the user turn. A reply that searches for it opens by repeating it, a copy after the same mark, before it
-# quotes the best match: its query then copies both from a few tokens back ("weight kilograms of <title>"), where the
-# tiny demo model copied the ask from the first reply, past a whole tool result, 10 times in 124. The repetition
-# opens the reply and does not follow the quote: after a quoted line, the reply that answers goes on differently
-# ("So the answer is"), and a small model goes on after a copy with whatever followed such a copy before.
+# The first reply names what the question wants ("Wanted: weight kilograms."), right after the question.
+# A searching reply repeats it before quoting the best match, so its query copies both from a few tokens back.
+# The repetition opens the reply, never follows a quote: a small model goes on after a copy as it did after the last.
 _LOOK = (
     "I do not recognise what the picture shows, so I will run a reverse image search on the whole image.",
     "The picture alone does not tell me what this is; a reverse image search on the whole image should.",

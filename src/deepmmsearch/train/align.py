@@ -5,10 +5,9 @@ pictures ("colour: red. shape: star. background: cream.") in two stages:
 
 1. **The tower names the picture.** Each picture's image tokens learn to be the language model's input embeddings
    of its caption's words: every token near one of the words, every word near one of the tokens (a Chamfer
-   distance), and that token nearer to its word than to any other word of the captions (cross-entropy; without it
-   the tower learned colours and not shapes). The language model is frozen and never run, so thousands of
-   pictures cost minutes, where a new tower trained only through a frozen 135M language model learned next to
-   nothing from 1,200 pictures.
+   distance), and that token nearer to its word than to any other word of the captions (cross-entropy, which
+   tells shapes apart). The language model is frozen and never run, so thousands of pictures cost minutes, where
+   a new tower learns slowly through a frozen language model (docs/training.md, "Why these settings").
 2. **The language model learns to read them.** LoRA on its blocks, the caption as the reply to "Describe the
    picture.", loss on the caption only; the adapter is merged into ``final/``.
 """

@@ -75,8 +75,7 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
         raise ConfigError("no questions to roll out on: set questions: in the config or pass --questions FILE")
     questions = read_questions(config.questions)
     if config.search_only:
-        # Answers read off the picture depend on vision features GRPO does not train: rolled out on, they are only
-        # learnt by heart, which measurably cost held-out accuracy (docs/training.md, "Known limits").
+        # Answers read off the picture need vision features GRPO does not train: it could only learn them by heart.
         questions = [q for q in questions if q.requires_search]
         if not questions:
             raise ConfigError(f"{config.questions}: search_only is set but no question has requires_search: true")

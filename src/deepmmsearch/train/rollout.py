@@ -73,8 +73,7 @@ def episode_tokens(processor: Any, trajectory: Trajectory, image: Any) -> Episod
         sampled = [float("nan")] * len(reply_positions)
     for position, value in zip(reply_positions, sampled, strict=True):
         logprobs[position] = value
-    # A token that guided decoding drew again was not the policy's own sample: weighting it would push the model's
-    # probability of a token it is forced to write down without end (the KL then explodes). Weight 0.
+    # A token the guide drew again is not the policy's sample: weighted, the loss pushes down a token it keeps forcing.
     if len(redrawn) == len(reply_positions):
         for position, forced in zip(reply_positions, redrawn, strict=True):
             if forced:
