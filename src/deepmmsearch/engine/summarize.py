@@ -20,7 +20,7 @@ from deepmmsearch.protocol import BEST_MATCH, MOST_RELEVANT
 from deepmmsearch.tools.base import ImageHit, Summarizer, TextHit
 
 if TYPE_CHECKING:
-    from deepmmsearch.tools import ToolsConfig
+    from deepmmsearch.tools.config import ToolsConfig
 
 
 # ---------------------------------------------------------------------------------------------- extractive

@@ -24,7 +24,7 @@ from deepmmsearch.tools.base import Grounder, ImageHit, ImageSearchBackend
 
 if TYPE_CHECKING:
     from deepmmsearch.engine.image_index import ImageIndex
-    from deepmmsearch.tools import ToolsConfig
+    from deepmmsearch.tools.config import ToolsConfig
 
 
 def image_index_dir(kb: str | Path) -> Path:

@@ -28,7 +28,7 @@ from deepmmsearch.web.config import WebConfig
 from deepmmsearch.web.http import HttpClient, backoff_delay, redact, register_secret
 
 if TYPE_CHECKING:
-    from deepmmsearch.tools import ToolsConfig
+    from deepmmsearch.tools.config import ToolsConfig
 
 _TAG_RE = re.compile(r"<[^>]{0,200}>")
 
