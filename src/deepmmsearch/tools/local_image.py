@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from deepmmsearch.errors import ConfigError, DmmsError, ToolError
-from deepmmsearch.tools.base import Grounder, ImageHit, ImageSearchBackend
+from deepmmsearch.tools.base import Box, Grounder, ImageHit, ImageSearchBackend
 
 if TYPE_CHECKING:
     from deepmmsearch.engine.image_index import ImageIndex
@@ -110,8 +110,18 @@ def local_image_search(config: ToolsConfig) -> ImageSearchBackend:
     return LocalImageSearch(config.kb)
 
 
+class LocalGrounder(Grounder):
+    """The offline grounder (deepmmsearch.engine.grounding): image regions plus the expression parser; no weights."""
+
+    name = "local"
+
+    async def ground(self, image: Image.Image, expression: str) -> Box | None:
+        from deepmmsearch.engine.grounding import ground
+
+        # Labelling runs in numpy/scipy for a few milliseconds; a thread keeps the event loop free anyway.
+        return await asyncio.to_thread(ground, image, expression)
+
+
 def local_grounder(config: ToolsConfig) -> Grounder:
     """Registry factory for ``--grounder local``: regions + expression parser, no weights."""
-    from deepmmsearch.engine.grounding import LocalGrounder
-
     return LocalGrounder()
