@@ -71,9 +71,9 @@ GROUNDERS: dict[str, Any] = {
     "owlv2": "deepmmsearch.tools.detectors:owlv2",
 }
 SUMMARIZERS: dict[str, Any] = {
-    "extractive": "deepmmsearch.engine.summarize:extractive_summarizer",
+    "extractive": "deepmmsearch.tools.summarize:extractive_summarizer",
     "list": _list_summarizer,
-    "llm": "deepmmsearch.engine.summarize:llm_summarizer",
+    "llm": "deepmmsearch.tools.summarize:llm_summarizer",
 }
 
 

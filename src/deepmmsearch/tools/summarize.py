@@ -106,7 +106,7 @@ class ExtractiveSummarizer(Summarizer):
 
 
 def result_line(title: str, url: str, text: str) -> str:
-    """One source as the extractive summary shows it (and LM pre-training renders the knowledge base)."""
+    """One source as the extractive summary shows it."""
     return f"{title} ({url}): {text}"
 
 
