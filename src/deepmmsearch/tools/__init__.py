@@ -1,5 +1,10 @@
 """Tools and their backends, chosen by name.
 
+Every backend adapter lives in this package, one module per family: ``local`` (text search over the local
+engine), ``local_image`` (image search over it, and the offline grounder), ``memory`` (in-memory lookups for
+tests and small folders), ``web_search`` (search APIs, through the web client of :mod:`deepmmsearch.web`),
+``detectors`` (Grounding DINO, OWLv2) and ``summarize`` (extractive and LLM summarizers).
+
 A name maps to a factory that takes the :class:`ToolsConfig`; imports happen only when a backend is built.
 An unknown name is an error that lists the known ones, never a silent fallback.
 """
@@ -52,17 +57,17 @@ def _list_summarizer(config: ToolsConfig) -> Summarizer:
 TEXT_SEARCH_BACKENDS: dict[str, Any] = {
     "local": "deepmmsearch.tools.local:local_text_search",
     "memory": _memory_text,
-    "serpapi": "deepmmsearch.web.backends:serpapi_text",
-    "brave": "deepmmsearch.web.backends:brave_text",
-    "searxng": "deepmmsearch.web.backends:searxng_text",
-    "duckduckgo": "deepmmsearch.web.backends:duckduckgo_text",
-    "tavily": "deepmmsearch.web.backends:tavily_text",
+    "serpapi": "deepmmsearch.tools.web_search:serpapi_text",
+    "brave": "deepmmsearch.tools.web_search:brave_text",
+    "searxng": "deepmmsearch.tools.web_search:searxng_text",
+    "duckduckgo": "deepmmsearch.tools.web_search:duckduckgo_text",
+    "tavily": "deepmmsearch.tools.web_search:tavily_text",
 }
 IMAGE_SEARCH_BACKENDS: dict[str, Any] = {
     "local": "deepmmsearch.tools.local_image:local_image_search",
     "memory": _memory_image,
-    "serpapi-lens": "deepmmsearch.web.backends:serpapi_lens",
-    "serpapi-reverse-image": "deepmmsearch.web.backends:serpapi_reverse_image",
+    "serpapi-lens": "deepmmsearch.tools.web_search:serpapi_lens",
+    "serpapi-reverse-image": "deepmmsearch.tools.web_search:serpapi_reverse_image",
 }
 GROUNDERS: dict[str, Any] = {
     "none": _no_grounder,
