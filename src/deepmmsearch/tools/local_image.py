@@ -40,7 +40,7 @@ def image_index_dir(kb: str | Path) -> Path:
     records_file = kb / "images.jsonl"
     if not records_file.is_file():
         raise ConfigError(f"--kb {kb}: no image index and no images.jsonl; build one with dmms kb build --images")
-    from deepmmsearch.engine.corpus import cache_dir
+    from deepmmsearch.config import cache_dir
 
     stat = records_file.stat()
     digest = hashlib.blake2b(f"{kb.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode(), digest_size=8).hexdigest()
