@@ -1,4 +1,4 @@
-"""Typed configuration: dataclasses filled from YAML files and overridden by flags.
+"""Typed configuration: dataclasses filled from YAML files and overridden by flags, and the cache folder.
 
 Every component declares its own config dataclass with help text on each field; this module only reads
 them, rejecting unknown keys with the list of known ones.
@@ -7,6 +7,7 @@ them, rejecting unknown keys with the list of known ones.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from pathlib import Path
@@ -96,3 +97,12 @@ def load_config(cls: type[T], path: str | Path | None, overrides: dict[str, Any]
             node = node.setdefault(key, {})
         node[leaf] = value
     return from_dict(cls, data, str(path) if path else "config")
+
+
+def cache_dir() -> Path:
+    """Where built indexes, caches and fetched models live: ``$DMMS_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/deepmmsearch``, else ``~/.cache/deepmmsearch``."""
+    if os.environ.get("DMMS_CACHE_DIR"):
+        return Path(os.environ["DMMS_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "deepmmsearch"

@@ -40,7 +40,7 @@ def search_text(
     elapsed_ms = (time.perf_counter() - start) * 1000
     summary = None
     if summarize and hits:
-        from deepmmsearch.engine.summarize import ExtractiveSummarizer
+        from deepmmsearch.tools.summarize import ExtractiveSummarizer
 
         summary = asyncio.run(ExtractiveSummarizer().summarize_text(query, query, hits))
     if as_json:

@@ -25,7 +25,7 @@ from PIL import Image
 
 from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.images import load_image
-from deepmmsearch.tools.base import ImageHit
+from deepmmsearch.records import ImageHit
 
 INDEX_FILE = "image_index.faiss"
 OWNERS_FILE = "image_index.npy"
