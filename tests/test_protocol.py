@@ -1,10 +1,14 @@
 import random
+import re
 import string
 
 import pytest
 
 from deepmmsearch.protocol import (
     GIVE_UP_ANSWER,
+    REPLY_TAGS,
+    STOP_STRINGS,
+    TAG_TOKENS,
     Action,
     ActionKind,
     EpisodeState,
@@ -191,6 +195,20 @@ def test_observations_neutralize_imitated_tags():
     assert text.count("<information>") == 1 and text.count("</information>") == 1
     assert "<answer>" not in text.split("</information>")[0]
     assert neutralize("< /reason>") == "‹ /reason>"
+
+
+def test_the_tag_lists_are_the_grammars_tags():
+    written = " ".join(
+        [system_prompt(), render_observation("x", EpisodeState(), Rules())]
+        + [render_action(Action(kind, "q", "r")) for kind in ActionKind]
+    )
+    assert set(re.findall(r"</?[a-z_]+>", written)) == set(TAG_TOKENS)
+    assert all(neutralize(tag) != tag for tag in TAG_TOKENS)
+    assert set(REPLY_TAGS) == set(TAG_TOKENS) - {"<information>", "</information>"}
+    assert all(
+        complete_stopped_reply(f"<reason>r</reason>{stop[:-1].replace('/', '')}>x").endswith(stop)
+        for stop in STOP_STRINGS
+    )
 
 
 def test_complete_stopped_reply():

@@ -116,7 +116,8 @@ _ACTION_TAG = {
     ActionKind.TEXT_SEARCH: "text_search",
     ActionKind.ANSWER: "answer",
 }
-STOP_STRINGS = ("</img_search>", "</text_search>", "</answer>")  # generation may stop right after these
+_ACTION_TAGS = ("img_search", "text_search", "answer")
+STOP_STRINGS = tuple(f"</{tag}>" for tag in _ACTION_TAGS)  # generation may stop right after these
 
 
 def render_action(action: Action) -> str:
@@ -127,7 +128,13 @@ def render_action(action: Action) -> str:
     return f"{reason}<{tag}>{body}</{tag}>"
 
 
-_TAG_NAMES = ("reason", "img_search", "text_search", "answer", "information", "img")
+_TAG_NAMES = ("reason", *_ACTION_TAGS, "information", "img")
+# Every tag of the grammar as written: each block's opening and closing tag, then the whole-image marker. A small
+# vocabulary holds each as one token.
+TAG_TOKENS: tuple[str, ...] = (
+    *(f"{mark}{name}>" for name in _TAG_NAMES if name != "img" for mark in ("<", "</")),
+    "<img>",
+)
 # Known tags are matched case-insensitively so that "<ANSWER>" neither slips through as text nor crashes.
 _TAG_RE = re.compile(r"<\s*(/?)\s*(" + "|".join(_TAG_NAMES) + r")\s*>", re.IGNORECASE)
 _NEUTRALIZE_RE = re.compile(r"<(\s*/?\s*(?:" + "|".join(_TAG_NAMES) + r")\b)", re.IGNORECASE)
@@ -236,7 +243,7 @@ _WHOLE_IMAGE_RE = re.compile(r"\s*<\s*img\s*/?\s*>(\s*<\s*/\s*img\s*>)?\s*", re.
 
 def complete_stopped_reply(text: str) -> str:
     """Re-append the closing tag that a stop sequence swallowed (servers drop the matched stop string)."""
-    opened = [m for m in _TAG_RE.finditer(text) if m.group(2).lower() in ("img_search", "text_search", "answer")]
+    opened = [m for m in _TAG_RE.finditer(text) if m.group(2).lower() in _ACTION_TAGS]
     if opened and not opened[-1].group(1):
         return text + f"</{opened[-1].group(2).lower()}>"
     return text
@@ -252,10 +259,7 @@ REPLY_PATTERN = (
     rf"|<text_search>{_FREE_TEXT}</text_search>|<answer>{_FREE_TEXT}</answer>)"
 )
 _REPLY_RE = regex.compile(REPLY_PATTERN)
-REPLY_TAGS = (  # every tag a reply may hold, for guided decoding
-    *("<reason>", "</reason>", "<img_search>", "<img>", "</img_search>"),
-    *("<text_search>", "</text_search>", "<answer>", "</answer>"),
-)
+REPLY_TAGS = tuple(t for t in TAG_TOKENS if "information" not in t)  # every tag a reply may hold, for guiding
 
 
 def is_reply_prefix(text: str) -> bool:
