@@ -191,6 +191,30 @@ def test_episode_timeout_and_context_limit(toolbox, question):
     assert t.stop_reason == StopReason.CONTEXT_LIMIT
 
 
+def test_the_baselines_are_plans_of_the_one_loop(toolbox, question):
+    from deepmmsearch.eval.modes import DIRECT_PLAN, RAG_PLAN
+
+    # The loop's scaffolding serves them as it serves the agent: timeouts, streaming, the tool bookkeeping.
+    slow = Agent(SlowPolicy(), None, AgentConfig(policy_timeout_s=0.05), DIRECT_PLAN)
+    t = asyncio.run(slow.run(question))
+    assert t.stop_reason == StopReason.POLICY_ERROR and "no reply within" in t.error
+    seen, asked = [], []
+    policy = ScriptedPolicy([answer("38 metres")])
+    original = policy.generate
+
+    async def recording(conversations):
+        asked.extend(c.answer_only for c in conversations)  # told that the reply must answer: no tools here
+        return await original(conversations)
+
+    policy.generate = recording
+    t = asyncio.run(Agent(policy, toolbox, plan=RAG_PLAN).run(question, on_message=lambda _, m: seen.append(m)))
+    assert seen == t.messages and [m.role for m in seen] == ["system", "user", "user", "assistant"]
+    assert asked == [True] and t.turns == 1 and t.answer == "38 metres"
+    assert t.tool_calls == {"image_search": 1, "text_search": 1} and sum(t.cache.values()) == 2
+    with pytest.raises(ValueError, match="rag episodes call tools"):
+        Agent(policy, None, plan=RAG_PLAN)
+
+
 def test_on_message_sees_every_message_in_order(toolbox, question):
     seen = []
     agent = Agent(ScriptedPolicy([text("q"), answer("x")]), toolbox)

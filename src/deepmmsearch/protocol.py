@@ -302,8 +302,11 @@ def allowed_actions(state: EpisodeState, rules: Rules) -> list[ActionKind]:
     return allowed
 
 
-def rule_violation(action: Action, state: EpisodeState, rules: Rules) -> str | None:
-    """Why this action breaks a rule now, or None when it is allowed."""
+def rule_violation(action: Action, state: EpisodeState, rules: Rules, answer_only: bool = False) -> str | None:
+    """Why this action breaks a rule now, or None when it is allowed. ``answer_only``: an episode with no tools for
+    the model (the baselines), whose reply must answer."""
+    if answer_only and action.kind.is_tool:
+        return "no tools in this mode; the reply must end with <answer>...</answer>"
     if action.kind.is_tool and state.tool_calls >= rules.max_tool_calls:
         return f"all {rules.max_tool_calls} tool calls are spent; you must answer now"
     if action.kind.is_image and state.image_searches >= rules.max_image_searches:

@@ -27,23 +27,38 @@ class SamplingConfig:
             raise ConfigError(f"sampling: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1; got {self}")
 
 
+EPISODE_MARK = "#"  # an episode's id is its question's id, this mark and the episode's place in its run
+
+
+def episode_id(question_id: str, index: int) -> str:
+    """The id of the ``index``-th episode of a run, on the question ``question_id``."""
+    return f"{question_id}{EPISODE_MARK}{index}"
+
+
 @dataclass
 class Conversation:
     """What a policy sees: the messages so far and the input image they refer to.
 
-    ``id`` names the episode, so that a policy may keep per-episode state such as a KV cache. ``question`` is the
-    record the episode answers; models ignore it, but a teacher that knows the ground truth reads it.
-    ``max_new_tokens`` and ``max_length`` bound this turn's reply (in tokens) and prompt plus reply, below the
-    sampling settings and the model's context: the agent sets them from the episode's token budget.
+    ``id`` names the episode, so that a policy may keep per-episode state such as a KV cache; it starts with the id
+    of the question the episode answers (:attr:`question_id`). ``answer_only``: this reply must answer, the episode
+    gives the model no tools (the baselines). ``max_new_tokens`` and ``max_length`` bound this turn's reply (in
+    tokens) and prompt plus reply, below the sampling settings and the model's context: the agent sets them from the
+    episode's token budget.
     """
 
     id: str
     messages: list[Message]
     image: Image.Image | None = None
+    answer_only: bool = False
     question: Question | None = None
     max_new_tokens: int | None = None
     max_length: int | None = None
     started_at: float | None = None  # time.monotonic() when the policy began on it; the reply timeout counts from it
+
+    @property
+    def question_id(self) -> str:
+        """The id of the question this conversation's episode answers."""
+        return self.id.split(EPISODE_MARK, 1)[0]
 
     def reply_room(self, prompt_tokens: int, max_new_tokens: int, context: int) -> int:
         """Tokens this turn's reply may take after ``prompt_tokens`` of prompt: the sampling settings'

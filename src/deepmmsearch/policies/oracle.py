@@ -20,8 +20,6 @@ from deepmmsearch.protocol import (
     MOST_RELEVANT,
     Action,
     ActionKind,
-    direct_system_prompt,
-    rag_system_prompt,
     render_action,
 )
 from deepmmsearch.records import Message
@@ -105,15 +103,23 @@ class OraclePolicy(Policy):
         decide = random.Random(f"{self.config.seed}:{question.id}")  # the same choices at every turn of an episode
         crop_anyway = decide.random() < self.config.needless_crop
         vague_first = decide.random() < self.config.vague_first
-        return render_action(self._next(plan, conversation.messages, rng, crop_anyway, vague_first))
+        return render_action(
+            self._next(plan, conversation.messages, conversation.answer_only, rng, crop_anyway, vague_first)
+        )
 
     def _next(
-        self, plan: dict, messages: list[Message], rng: random.Random, crop_anyway: bool, vague_first: bool
+        self,
+        plan: dict,
+        messages: list[Message],
+        answer_only: bool,
+        rng: random.Random,
+        crop_anyway: bool,
+        vague_first: bool,
     ) -> Action:
         skill = plan["skill"]
         if skill == "search_free":
             return Action(ActionKind.ANSWER, plan["answer"], rng.choice(_FREE).format(answer=plan["answer"]))
-        if messages and messages[0].text in (direct_system_prompt(), rag_system_prompt()):
+        if answer_only:
             # A tool-free workflow (direct answer, or RAG with fixed searches): the oracle is only a reader.
             context = "\n".join(m.text for m in messages if m.role == "user")
             if _mentions(context, plan["answer"]):
