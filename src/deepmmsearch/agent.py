@@ -348,9 +348,7 @@ class Agent:
             if trajectory.turns >= rules.max_turns:
                 return stop(StopReason.MAX_TURNS)
             t0 = time.perf_counter()
-            conversation = Conversation(
-                episode_id, list(messages), episode.image, answer_only=answer_only, question=episode.question
-            )
+            conversation = Conversation(episode_id, list(messages), episode.image, answer_only=answer_only)
             if budget is not None:  # the episode's token budget bounds this reply
                 if opening is None:
                     conversation.max_new_tokens = budget

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from deepmmsearch.agent import Agent, AgentConfig
@@ -26,9 +27,12 @@ class RunConfig:
     openai: OpenAIConfig = field(default_factory=OpenAIConfig)
     hf: HFConfig = field(default_factory=HFConfig)
 
-    def load_policy(self, model: str | Policy) -> Policy:
-        """The policy a model spec names, built with this config's settings (a ready policy is kept)."""
-        return model if isinstance(model, Policy) else load_policy(model, self.sampling, self.openai, self.hf)
+    def load_policy(self, model: str | Policy, questions: Sequence[Question] = ()) -> Policy:
+        """The policy a model spec names, built with this config's settings (a ready policy is kept). ``questions``:
+        those it will play, for a teacher that knows their plans (see :func:`load_policy`)."""
+        if isinstance(model, Policy):
+            return model
+        return load_policy(model, self.sampling, self.openai, self.hf, questions)
 
 
 def build_agent(model: str | Policy, config: RunConfig | None = None) -> Agent:

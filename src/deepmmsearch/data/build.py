@@ -151,7 +151,7 @@ async def build_data(
             on_done(trajectory)
 
     if todo:
-        policy = run_config.load_policy(teacher)
+        policy = run_config.load_policy(teacher, todo)
         agent = Agent(policy, build_toolbox(run_config.tools), run_config.agent)
         try:
             await agent.run_many(todo, on_done=finished)

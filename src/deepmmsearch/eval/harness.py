@@ -121,7 +121,7 @@ async def evaluate(
             on_done(trajectory)
 
     if todo:
-        policy = run_config.load_policy(model)
+        policy = run_config.load_policy(model, todo)
         toolbox = build_toolbox(run_config.tools) if config.mode in TOOL_MODES else None
         try:
             for trajectory in await run_mode(config.mode, policy, toolbox, todo, run_config.agent, finished):

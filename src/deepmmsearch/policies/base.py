@@ -11,7 +11,7 @@ from PIL import Image
 
 from deepmmsearch.errors import ConfigError
 from deepmmsearch.protocol import STOP_STRINGS, PromptStyle
-from deepmmsearch.records import Message, Question
+from deepmmsearch.records import Message
 
 
 @dataclass
@@ -50,7 +50,6 @@ class Conversation:
     messages: list[Message]
     image: Image.Image | None = None
     answer_only: bool = False
-    question: Question | None = None
     max_new_tokens: int | None = None
     max_length: int | None = None
     started_at: float | None = None  # time.monotonic() when the policy began on it; the reply timeout counts from it

@@ -1,5 +1,6 @@
-"""``oracle``: the offline world's teacher. It knows each question's plan (the ``plan`` field the world writes)
-but acts only through the protocol and the real tools: it answers only once a tool result shows the answer.
+"""``oracle``: the offline world's teacher. It knows each question's plan (the ``plan`` field the world writes),
+handed to it when it is built, but acts only through the protocol and the real tools: it answers only once a tool
+result shows the answer.
 
 Like a strong but not flawless teacher it is imperfect on purpose: sometimes it crops when the whole image would
 do, sometimes it starts with a vague query and refines it. Both rates are configurable.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from deepmmsearch.errors import PolicyError
@@ -22,7 +23,7 @@ from deepmmsearch.protocol import (
     ActionKind,
     render_action,
 )
-from deepmmsearch.records import Message
+from deepmmsearch.records import Message, Question
 
 
 @dataclass
@@ -82,25 +83,35 @@ _GIVE_UP = (
 )
 
 
+def plans_of(questions: Iterable[Question]) -> dict[str, dict]:
+    """The plans of the world questions among ``questions``, by question id."""
+    return {q.id: q.extra["plan"] for q in questions if q.extra.get("plan")}
+
+
 class OraclePolicy(Policy):
-    """Plays each world question by its plan, through the real tools."""
+    """Plays each world question by its plan, through the real tools. ``plans`` maps question ids to plans (see
+    :func:`plans_of`); no other policy is told them."""
 
     name = "oracle"
     max_batch_size = 256
 
-    def __init__(self, config: OracleConfig | None = None) -> None:
+    def __init__(self, plans: Mapping[str, dict], config: OracleConfig | None = None) -> None:
+        self.plans = plans
         self.config = config or OracleConfig()
 
     async def generate(self, conversations: Sequence[Conversation]) -> list[Generation]:
         return [Generation(text=self._reply(c), finish_reason="stop") for c in conversations]
 
     def _reply(self, conversation: Conversation) -> str:
-        question = conversation.question
-        plan = question.extra.get("plan") if question else None
+        question_id = conversation.question_id
+        plan = self.plans.get(question_id)
         if not plan:
-            raise PolicyError("the oracle plays only offline-world questions (records with a 'plan' field)")
-        rng = random.Random(f"{self.config.seed}:{question.id}:{_turn(conversation.messages)}")
-        decide = random.Random(f"{self.config.seed}:{question.id}")  # the same choices at every turn of an episode
+            raise PolicyError(
+                f"the oracle has no plan for question {question_id!r}: it plays only offline-world questions "
+                "(records with a 'plan' field)"
+            )
+        rng = random.Random(f"{self.config.seed}:{question_id}:{_turn(conversation.messages)}")
+        decide = random.Random(f"{self.config.seed}:{question_id}")  # the same choices at every turn of an episode
         crop_anyway = decide.random() < self.config.needless_crop
         vague_first = decide.random() < self.config.vague_first
         return render_action(
