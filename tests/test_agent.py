@@ -222,20 +222,25 @@ def test_on_message_sees_every_message_in_order(toolbox, question):
     assert seen == t.messages
 
 
-def test_episodes_are_prompted_in_the_configs_style_else_the_models_else_full(toolbox, question):
+def test_episodes_are_prompted_in_the_configs_style_else_the_models_else_full(toolbox, question, tmp_path):
+    from deepmmsearch.models.build import write_prompt_style
     from deepmmsearch.protocol import PromptStyle, system_prompt
+    from deepmmsearch.runner import resolve_agent_config
 
-    def episode(trained_in=None, configured=""):
+    write_prompt_style(tmp_path, PromptStyle.SHORT)  # as SFT leaves it beside a model trained on short-style data
+
+    def episode(model, configured=""):
+        config = resolve_agent_config(model, AgentConfig(prompts=configured))  # where the agent is built, once
         policy = ScriptedPolicy([text("Risbel Ibex"), answer("38 m")])
-        policy.prompts = trained_in
-        return asyncio.run(Agent(policy, toolbox, AgentConfig(prompts=configured)).run(question)).messages
+        return asyncio.run(Agent(policy, toolbox, config).run(question)).messages
 
-    full = episode()
+    full = episode("openai:m@http://127.0.0.1:9/v1")
     assert full[0].text == system_prompt(PromptStyle.FULL) and full[3].text.startswith("<information>")
-    short = episode(PromptStyle.SHORT)
+    short = episode(f"hf:{tmp_path}")
     assert short[0].text == system_prompt(PromptStyle.SHORT)
     assert short[3].text.startswith("Tool calls left: 9.") and short[3].text.endswith("</information>")
-    assert episode(PromptStyle.SHORT, "full")[0].text == system_prompt(PromptStyle.FULL)
+    assert episode(f"hf:{tmp_path}", "full")[0].text == system_prompt(PromptStyle.FULL)
+    assert episode(f"hf:{tmp_path / 'untrained'}")[0].text == system_prompt(PromptStyle.FULL)
     with pytest.raises(ValueError, match=r"agent.prompts must be one of full, short"):
         AgentConfig(prompts="terse")
 

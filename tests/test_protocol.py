@@ -22,7 +22,6 @@ from deepmmsearch.protocol import (
     neutralize,
     next_step_instruction,
     parse,
-    prompt_style_of,
     render_action,
     render_observation,
     rule_violation,
@@ -182,10 +181,8 @@ def test_short_style_puts_the_result_last_with_its_lead_line_last():
     assert "<answer>" not in render_observation(attack, state, Rules(), PromptStyle.SHORT).split("<information>")[1]
 
 
-def test_each_style_is_told_by_its_system_prompt():
-    for style in PromptStyle:
-        assert prompt_style_of(system_prompt(style)) is style
-    assert prompt_style_of("You are a helpful assistant.") is None
+def test_the_short_system_prompt_is_a_fifth_of_the_full_one():
+    assert system_prompt(PromptStyle.SHORT) != system_prompt(PromptStyle.FULL)
     assert len(system_prompt(PromptStyle.SHORT)) < len(system_prompt(PromptStyle.FULL)) / 5
 
 

@@ -65,7 +65,8 @@ class AgentConfig:
 
     def prompt_style(self, trained: PromptStyle | None = None) -> PromptStyle:
         """The style episodes are prompted in: the configured one, else the one the model was ``trained`` in, else
-        full."""
+        full. The code that builds an agent reads ``trained`` where the model records it, once, and sets ``prompts``
+        (:func:`deepmmsearch.runner.resolve_agent_config`): the agent and the policy never look for it."""
         return PromptStyle(self.prompts) if self.prompts else trained or PromptStyle.FULL
 
 
@@ -314,7 +315,7 @@ class Agent:
             rules = self.config.rules
             if self.plan.answer_only:
                 rules = replace(rules, max_turns=1, max_consecutive_errors=1)
-            style = self.config.prompt_style(self.policy.prompts)
+            style = self.config.prompt_style()
             episode = Episode(trajectory, image, self.toolbox, rules, style)
             trajectory.timings.update(policy_s=0.0, tools_s=0.0)
             trajectory.tokens.update(prompt=0, completion=0)

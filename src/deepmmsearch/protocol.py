@@ -339,8 +339,8 @@ _ACTION_HELP = {
 
 
 class PromptStyle(StrEnum):
-    """How the prompts are worded. A model answers best under the style it was trained with, so SFT and GRPO save
-    it beside the weights and the agent reads it there.
+    """How the prompts are worded. A model answers best under the style it was trained with: the data build records
+    it beside the data, SFT and GRPO keep it beside the weights, and the code that builds an agent reads it there.
 
     - ``full``: the system prompt explains the actions and the rules, and every turn spells out what may come next,
       for any model (a prompted one included).
@@ -368,11 +368,6 @@ def system_prompt(style: PromptStyle = PromptStyle.FULL) -> str:
     """The agent's system prompt in a style: the actions, the tags and the rules (full), or one sentence (short)."""
     template = SHORT_SYSTEM_PROMPT if style is PromptStyle.SHORT else SYSTEM_PROMPT
     return template.format(give_up=GIVE_UP_ANSWER)
-
-
-def prompt_style_of(system_text: str) -> PromptStyle | None:
-    """The style whose system prompt this is, or None (a prompt of someone else's data)."""
-    return next((style for style in PromptStyle if system_prompt(style) == system_text), None)
 
 
 def first_turn_prompt(question: str, state: EpisodeState, rules: Rules, style: PromptStyle = PromptStyle.FULL) -> str:

@@ -10,11 +10,8 @@ Each mode is an :class:`~deepmmsearch.agent.EpisodePlan` of the one agent loop, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
-from deepmmsearch.agent import AGENT_PLAN, Agent, AgentConfig, Episode, EpisodePlan
+from deepmmsearch.agent import AGENT_PLAN, Episode, EpisodePlan
 from deepmmsearch.errors import ConfigError
-from deepmmsearch.policies.base import Policy
 from deepmmsearch.protocol import (
     Action,
     ActionKind,
@@ -23,10 +20,7 @@ from deepmmsearch.protocol import (
     rag_prompts,
     rag_system_prompt,
 )
-from deepmmsearch.records import Message, Question, Trajectory
-from deepmmsearch.tools.toolbox import Toolbox
-
-DoneHook = Callable[[Trajectory], None]
+from deepmmsearch.records import Message
 
 
 async def direct_opening(episode: Episode) -> None:
@@ -57,7 +51,6 @@ PLANS: dict[str, EpisodePlan] = {
     "prompt_agent": AGENT_PLAN,
 }
 MODES = tuple(PLANS)
-TOOL_MODES = tuple(mode for mode, plan in PLANS.items() if plan.uses_tools)
 
 
 def mode_plan(mode: str) -> EpisodePlan:
@@ -65,15 +58,3 @@ def mode_plan(mode: str) -> EpisodePlan:
     if mode not in PLANS:
         raise ConfigError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
     return PLANS[mode]
-
-
-async def run_mode(
-    mode: str,
-    policy: Policy,
-    toolbox: Toolbox | None,
-    questions: Sequence[Question],
-    config: AgentConfig | None = None,
-    on_done: DoneHook | None = None,
-) -> list[Trajectory]:
-    """Run every question in ``mode``, concurrently; ``on_done`` sees each trajectory as it ends."""
-    return await Agent(policy, toolbox, config, mode_plan(mode)).run_many(questions, on_done=on_done)

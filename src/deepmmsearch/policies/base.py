@@ -10,7 +10,7 @@ from typing import Any
 from PIL import Image
 
 from deepmmsearch.errors import ConfigError
-from deepmmsearch.protocol import STOP_STRINGS, PromptStyle
+from deepmmsearch.protocol import STOP_STRINGS
 from deepmmsearch.records import Message
 
 
@@ -92,13 +92,11 @@ class Policy(ABC):
     """A model that writes the assistant's next reply.
 
     ``max_batch_size`` tells the agent loop how many conversations one :meth:`generate` call may take; the
-    loop gathers requests of concurrent episodes up to that size. ``prompts`` is the prompt style the model was
-    trained with, when known; the agent then prompts its episodes in it. ``marks_start``: see below.
+    loop gathers requests of concurrent episodes up to that size. ``marks_start``: see below.
     """
 
     name: str = "policy"
     max_batch_size: int = 1
-    prompts: PromptStyle | None = None
     # True for a policy that may hold a batch back (behind a lock, a request limit) and sets each conversation's
     # ``started_at`` when it starts on it; otherwise the agent loop sets it when it hands the batch over.
     marks_start: bool = False

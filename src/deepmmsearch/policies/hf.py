@@ -199,7 +199,7 @@ class HFPolicy(Policy):
         ``guide``: one built for this tokenizer before (building one decodes every token of the vocabulary)."""
         import torch
 
-        from deepmmsearch.models.build import load_model, read_prompt_style
+        from deepmmsearch.models.build import load_model
 
         self.config = config or HFConfig()
         self.sampling = sampling or SamplingConfig()
@@ -207,7 +207,6 @@ class HFPolicy(Policy):
         self.max_batch_size = self.config.max_batch_size
         if loaded is None:
             self.model, self.processor = load_model(path, self.config.dtype, self.config.device)
-            self.prompts = read_prompt_style(path)
         else:
             self.model, self.processor = loaded
         self.device = next(self.model.parameters()).device
