@@ -1,7 +1,9 @@
 """The agent loop: question -> (policy turn, tool call)* -> answer, recorded as a trajectory.
 
 Many episodes run at once on one event loop: their generation requests are gathered into batches for the
-policy, and their tool calls overlap. The loop, not the model, enforces the rules of the protocol.
+policy, and their tool calls overlap. The loop, not the model, enforces the rules of the protocol. It is the only
+episode loop: the evaluation baselines (direct answer, RAG workflow) are plans of it that open differently and take
+one answering reply (:class:`EpisodePlan`).
 """
 
 from __future__ import annotations
