@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from deepmmsearch.errors import ContextLimitError, InputError, PolicyError
+from deepmmsearch.errors import ConfigError, ContextLimitError, InputError, PolicyError
 from deepmmsearch.images import load_image
 from deepmmsearch.policies.base import Conversation, Generation, Policy
 from deepmmsearch.protocol import (
@@ -59,9 +59,9 @@ class AgentConfig:
 
     def __post_init__(self) -> None:
         if self.max_episode_tokens is not None and self.max_episode_tokens < 1:
-            raise ValueError(f"agent.max_episode_tokens must be at least 1, got {self.max_episode_tokens}")
+            raise ConfigError(f"agent.max_episode_tokens must be at least 1, got {self.max_episode_tokens}")
         if self.prompts and self.prompts not in set(PromptStyle):
-            raise ValueError(f"agent.prompts must be one of {', '.join(PromptStyle)} (or empty), got {self.prompts!r}")
+            raise ConfigError(f"agent.prompts must be one of {', '.join(PromptStyle)} (or empty), got {self.prompts!r}")
 
     def prompt_style(self, trained: PromptStyle | None = None) -> PromptStyle:
         """The style episodes are prompted in: the configured one, else the one the model was ``trained`` in, else

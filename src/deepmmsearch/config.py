@@ -37,7 +37,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "config") 
             values[name] = _scalar(hint, value, f"{where}.{name}")
     try:
         return cls(**values)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ConfigError) as e:
         raise ConfigError(f"{where}: {e}") from None
 
 

@@ -245,7 +245,7 @@ def test_vllm_rollouts_are_refused_with_guided_decoding_or_without_vllm(small_wo
     from deepmmsearch.train.config import TrainGRPOConfig
     from deepmmsearch.train.grpo import train_grpo
 
-    with pytest.raises(ValueError, match="guided: false"):
+    with pytest.raises(ConfigError, match="guided: false"):
         TrainGRPOConfig(use_vllm=True)
     try:
         import vllm  # noqa: F401

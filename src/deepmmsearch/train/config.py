@@ -34,7 +34,7 @@ class LoraSettings:
 
     def __post_init__(self) -> None:
         if self.rank < 1:
-            raise ValueError(f"lora.rank must be at least 1, got {self.rank}")
+            raise ConfigError(f"lora.rank must be at least 1, got {self.rank}")
 
 
 @dataclass
@@ -80,15 +80,15 @@ class TrainAlignConfig:
         _check_batch(self.global_batch_size, self.per_device_batch_size)
         for name in ("logging_steps", "save_steps"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.rows is not None and self.rows < 1:
-            raise ValueError(f"rows must be at least 1, got {self.rows}")
+            raise ConfigError(f"rows must be at least 1, got {self.rows}")
         if self.tower_steps < 0:
-            raise ValueError(f"tower_steps must not be negative, got {self.tower_steps}")
+            raise ConfigError(f"tower_steps must not be negative, got {self.tower_steps}")
         if self.tower_batch_size < 1:
-            raise ValueError(f"tower_batch_size must be at least 1, got {self.tower_batch_size}")
+            raise ConfigError(f"tower_batch_size must be at least 1, got {self.tower_batch_size}")
         if not (self.lora.enabled or self.train_vision):
-            raise ValueError("alignment would train nothing: enable lora or set train_vision")
+            raise ConfigError("alignment would train nothing: enable lora or set train_vision")
 
 
 @dataclass
@@ -132,7 +132,7 @@ class TrainSFTConfig:
         _check_batch(self.global_batch_size, self.per_device_batch_size)
         for name in ("logging_steps", "save_steps", "max_length"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         _check_max_pixels(self.max_pixels)
 
 
@@ -147,7 +147,7 @@ class RewardSettings:
 
     def __post_init__(self) -> None:
         if self.metric == "llm" and not self.judge_model:
-            raise ValueError("reward.metric llm needs reward.judge_model MODEL[@BASE_URL]")
+            raise ConfigError("reward.metric llm needs reward.judge_model MODEL[@BASE_URL]")
 
 
 IMPORTANCE_SAMPLING_MODES = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
@@ -235,34 +235,34 @@ class TrainGRPOConfig:
 
     def __post_init__(self) -> None:
         if self.num_generations < 2:
-            raise ValueError(f"num_generations must be at least 2 (a group), got {self.num_generations}")
+            raise ConfigError(f"num_generations must be at least 2 (a group), got {self.num_generations}")
         if self.scale_rewards not in ("none", "group", "batch"):
-            raise ValueError(f"scale_rewards must be none, group or batch, got {self.scale_rewards!r}")
+            raise ConfigError(f"scale_rewards must be none, group or batch, got {self.scale_rewards!r}")
         _check_batch(self.questions_per_step * self.num_generations, self.per_device_batch_size)
         _check_max_pixels(self.max_pixels)
         if self.max_episode_tokens < 1:
-            raise ValueError(f"max_episode_tokens must be at least 1, got {self.max_episode_tokens}")
+            raise ConfigError(f"max_episode_tokens must be at least 1, got {self.max_episode_tokens}")
         if self.vllm_importance_sampling_mode not in IMPORTANCE_SAMPLING_MODES:
-            raise ValueError(
+            raise ConfigError(
                 f"vllm_importance_sampling_mode must be one of {', '.join(IMPORTANCE_SAMPLING_MODES)}, "
                 f"got {self.vllm_importance_sampling_mode!r}"
             )
         if self.use_vllm and self.guided:
             # vLLM does not report which tokens its grammar forced, and a forced token must carry no weight in the
             # loss (docs/training.md, "Guided rollouts"): guided rollouts stay on the transformers path.
-            raise ValueError("use_vllm: true needs guided: false (vLLM does not say which tokens its grammar forced)")
+            raise ConfigError("use_vllm: true needs guided: false (vLLM does not say which tokens its grammar forced)")
 
 
 def _check_max_pixels(max_pixels: int | None) -> None:
     if max_pixels is not None and max_pixels < 56 * 56:  # the smallest image Qwen2.5-VL's processor makes
-        raise ValueError(f"max_pixels must be at least {56 * 56} (56 x 56), got {max_pixels}")
+        raise ConfigError(f"max_pixels must be at least {56 * 56} (56 x 56), got {max_pixels}")
 
 
 def _check_batch(global_batch: int, per_device: int) -> None:
     if per_device < 1 or global_batch < 1:
-        raise ValueError("batch sizes must be at least 1")
+        raise ConfigError("batch sizes must be at least 1")
     if global_batch % per_device:
-        raise ValueError(
+        raise ConfigError(
             f"the global batch ({global_batch}) must be a multiple of per_device_batch_size ({per_device})"
         )
 
