@@ -44,7 +44,9 @@ class AgentConfig:
         metadata={"help": "per generation request, from when the policy starts on it (time queued not counted)"},
     )
     episode_timeout_s: float = field(default=1800.0, metadata={"help": "per episode, all turns included"})
-    max_concurrent_episodes: int = field(default=64, metadata={"help": "episodes in flight at once"})
+    max_concurrent_episodes: int = field(
+        default=64, metadata={"help": "episodes in flight at once", "aliases": ("--workers",)}
+    )
     max_episode_tokens: int | None = field(
         default=None,
         metadata={"help": "tokens an episode may add after its opening prompt: replies and tool results (None: any)"},
@@ -54,10 +56,15 @@ class AgentConfig:
     )
     prompts: str = field(
         default="",
-        metadata={"help": "prompt style, full or short; empty: the one the model was trained with, else full"},
+        metadata={
+            "help": "prompt style, full or short; empty: the one the model was trained with, else full",
+            "aliases": ("--prompts",),
+        },
     )
 
     def __post_init__(self) -> None:
+        if self.max_concurrent_episodes < 1:
+            raise ConfigError(f"agent.max_concurrent_episodes must be at least 1, got {self.max_concurrent_episodes}")
         if self.max_episode_tokens is not None and self.max_episode_tokens < 1:
             raise ConfigError(f"agent.max_episode_tokens must be at least 1, got {self.max_episode_tokens}")
         if self.prompts and self.prompts not in set(PromptStyle):

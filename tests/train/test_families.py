@@ -60,7 +60,7 @@ def test_one_grpo_step(arch: str, small_world: Path, grpo_config: Path, tmp_path
     overrides = {
         "model": str(model),
         "questions": str(small_world / "questions" / "train.jsonl"),
-        "tools.kb": str(small_world / "kb"),
+        "tools": {"kb": str(small_world / "kb")},
         "out": str(tmp_path / "grpo"),
         "limit": 4,
         "max_steps": 1,

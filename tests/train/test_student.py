@@ -142,12 +142,11 @@ def test_lora_sft_then_grpo_on_the_student(aligned: Path, sft_data: Path, small_
     overrides = {
         "model": sft["final"],
         "questions": str(small_world / "questions" / "train.jsonl"),
-        "tools.kb": str(small_world / "kb"),
+        "tools": {"kb": str(small_world / "kb")},
         "out": str(tmp_path / "grpo"),
         "limit": 4,
         "max_steps": 1,
-        "lora.enabled": True,
-        "lora.rank": 4,
+        "lora": {"enabled": True, "rank": 4},
         "dtype": "bfloat16",
     }
     grpo = train_grpo(load_config(TrainGRPOConfig, grpo_config, overrides))

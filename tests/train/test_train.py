@@ -71,7 +71,7 @@ def test_shipped_configs_load_with_the_papers_values():
     }
     assert student["sft"].lora.enabled and student["grpo"].lora.enabled and not student["sft"].train_vision
     with pytest.raises(ConfigError, match="unknown key"):
-        load_config(TrainSFTConfig, None, {"lora.rnk": 4})
+        load_config(TrainSFTConfig, None, {"lora": {"rnk": 4}})
     with pytest.raises(ConfigError, match="multiple of per_device_batch_size"):
         load_config(TrainSFTConfig, None, {"global_batch_size": 6, "per_device_batch_size": 4})
 
@@ -153,7 +153,7 @@ def test_grpo_logs_rollout_metrics_and_resumes(small_world, tiny_model, grpo_con
     overrides = {
         "model": str(tiny_model),
         "questions": str(small_world / "questions" / "train.jsonl"),
-        "tools.kb": str(small_world / "kb"),
+        "tools": {"kb": str(small_world / "kb")},
         "out": str(out),
         "limit": 8,
         "max_steps": 2,

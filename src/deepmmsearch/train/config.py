@@ -24,7 +24,10 @@ class LoraSettings:
     """LoRA adapters (PEFT) on the language model; the vision tower and projector train only where ``train_vision``
     says."""
 
-    enabled: bool = field(default=True, metadata={"help": "train LoRA adapters; false: full fine-tuning of the LM"})
+    enabled: bool = field(
+        default=True,
+        metadata={"help": "train LoRA adapters; false: full fine-tuning of the LM", "aliases": ("--lora/--full",)},
+    )
     rank: int = field(default=8, metadata={"help": "adapter rank (the paper: 8)"})
     alpha: int = field(default=16, metadata={"help": "adapter scale numerator (scale = alpha / rank)"})
     dropout: float = field(default=0.05, metadata={"help": "dropout on the adapter input"})
@@ -62,7 +65,9 @@ class TrainAlignConfig:
     )
     epochs: float = field(default=1.0, metadata={"help": "passes over the pictures"})
     max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: epochs decide)"})
-    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate of the reading stage"})
+    learning_rate: float = field(
+        default=1e-3, metadata={"help": "peak learning rate of the reading stage", "aliases": ("--lr",)}
+    )
     lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name"})
     warmup_ratio: float = field(default=0.03, metadata={"help": "share of the steps spent warming up"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
@@ -105,7 +110,7 @@ class TrainSFTConfig:
     )
     epochs: float = field(default=3.0, metadata={"help": "passes over the data"})
     max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: epochs decide)"})
-    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate", "aliases": ("--lr",)})
     lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name"})
     warmup_ratio: float = field(default=0.1, metadata={"help": "share of the steps spent warming up"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
@@ -158,7 +163,7 @@ class TrainGRPOConfig:
     """Online GRPO: rollouts run our agent loop with real tools; tool-result tokens carry no loss."""
 
     model: str = field(default="", metadata={"help": "model folder to start from (usually an SFT run's final/)"})
-    questions: str = field(default="", metadata={"help": "question records (JSONL) to roll out on"})
+    questions: str = field(default="", metadata={"help": "question records (JSONL) to roll out on", "aliases": ("-q",)})
     out: str = field(default="runs/grpo", metadata={"help": "run folder: checkpoints, logs and final/ (the model)"})
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(enabled=False))
     train_vision: bool = field(
@@ -177,7 +182,7 @@ class TrainGRPOConfig:
         default="none", metadata={"help": "none (advantage = reward - group mean, as the paper), group or batch"}
     )
     loss_type: str = field(default="grpo", metadata={"help": "TRL loss aggregation: grpo, dr_grpo, dapo, bnpo"})
-    learning_rate: float = field(default=2e-6, metadata={"help": "peak learning rate"})
+    learning_rate: float = field(default=2e-6, metadata={"help": "peak learning rate", "aliases": ("--lr",)})
     warmup_steps: int = field(default=45, metadata={"help": "linear warm-up steps"})
     lr_scheduler: str = field(default="constant_with_warmup", metadata={"help": "transformers scheduler name"})
     max_steps: int = field(default=-1, metadata={"help": "optimizer steps (-1: epochs decide)"})

@@ -29,7 +29,10 @@ class WebConfig:
     )
     allow_private: bool = field(
         default=False,
-        metadata={"help": "let page fetching reach loopback and private addresses (local development only)"},
+        metadata={
+            "help": "let page fetching reach loopback and private addresses (local development only)",
+            "aliases": ("--allow-private",),
+        },
     )
     max_page_bytes: int = field(default=2 * 2**20, metadata={"help": "bytes read per page; the rest is dropped"})
     max_api_bytes: int = field(default=8 * 2**20, metadata={"help": "bytes read per search API response"})
