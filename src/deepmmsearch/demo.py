@@ -208,7 +208,7 @@ def _init_model(out: Path, config: DemoConfig) -> None:
 
 def _align(out: Path, config: DemoConfig) -> None:
     from deepmmsearch.train.align import train_align
-    from deepmmsearch.train.config import TrainAlignConfig
+    from deepmmsearch.train.config import Schedule, TrainAlignConfig
 
     _in_fresh_process(
         train_align,
@@ -218,12 +218,18 @@ def _align(out: Path, config: DemoConfig) -> None:
             out=str(out / "align"),
             rows=config.align_pictures,
             tower_steps=config.tower_steps,
-            learning_rate=config.align_learning_rate,
             lora=_lora(config),
-            device="cpu",
-            dtype="bfloat16",  # float32 weights under bfloat16 autocast: 1.3x the tokens/s of float32 here
-            seed=config.seed,
-            save_steps=10_000,
+            schedule=Schedule(
+                epochs=1.0,
+                learning_rate=config.align_learning_rate,
+                warmup=0.03,
+                per_device_batch_size=16,
+                device="cpu",
+                dtype="bfloat16",  # float32 weights under bfloat16 autocast: 1.3x the tokens/s of float32 here
+                seed=config.seed,
+                logging_steps=10,
+                save_steps=10_000,
+            ),
         ),
     )
 
@@ -235,7 +241,7 @@ def _lora(config: DemoConfig) -> Any:
 
 
 def _sft(out: Path, config: DemoConfig) -> None:
-    from deepmmsearch.train.config import TrainSFTConfig
+    from deepmmsearch.train.config import Schedule, TrainSFTConfig
     from deepmmsearch.train.sft import train_sft
 
     # As configs/sft-smollm2-cpu.yaml, the paper's SFT: LoRA on every block, vision frozen, loss on the replies only.
@@ -246,17 +252,19 @@ def _sft(out: Path, config: DemoConfig) -> None:
             data=str(out / "data"),
             out=str(out / "sft"),
             lora=_lora(config),
-            epochs=config.sft_epochs,
-            learning_rate=config.sft_learning_rate,
-            warmup_ratio=0.05,
             global_batch_size=8,
-            per_device_batch_size=1,  # one conversation per pass: no padding
             max_length=4096,
-            device="cpu",
-            dtype="bfloat16",
-            seed=config.seed,
-            save_steps=10_000,
-            logging_steps=5,
+            schedule=Schedule(
+                epochs=config.sft_epochs,
+                learning_rate=config.sft_learning_rate,
+                warmup=0.05,
+                per_device_batch_size=1,  # one conversation per pass: no padding
+                device="cpu",
+                dtype="bfloat16",
+                seed=config.seed,
+                save_steps=10_000,
+                logging_steps=5,
+            ),
         ),
     )
 
@@ -264,7 +272,7 @@ def _sft(out: Path, config: DemoConfig) -> None:
 def _grpo(out: Path, config: DemoConfig) -> None:
     from deepmmsearch.agent import AgentConfig
     from deepmmsearch.protocol import Rules
-    from deepmmsearch.train.config import TrainGRPOConfig
+    from deepmmsearch.train.config import Schedule, TrainGRPOConfig
     from deepmmsearch.train.grpo import train_grpo
 
     # As configs/grpo-smollm2-cpu.yaml: short episodes and replies keep CPU rollouts within seconds.
@@ -280,19 +288,23 @@ def _grpo(out: Path, config: DemoConfig) -> None:
             agent=AgentConfig(rules=Rules(max_turns=6), policy_timeout_s=120),
             num_generations=config.grpo_group,
             questions_per_step=config.grpo_questions_per_step,
-            per_device_batch_size=config.grpo_batch,
-            learning_rate=config.grpo_learning_rate,
-            warmup_steps=0,
-            max_steps=config.grpo_steps,
             # Search questions only: the rest GRPO could only learn by heart (its vision tower is frozen).
             search_only=True,
             limit=config.grpo_questions,
             temperature=0.8,
             max_new_tokens=96,
-            device="cpu",
-            dtype="bfloat16",
-            seed=config.seed,
-            save_steps=10_000,
+            schedule=Schedule(
+                epochs=1.0,
+                max_steps=config.grpo_steps,
+                learning_rate=config.grpo_learning_rate,
+                lr_scheduler="constant_with_warmup",
+                warmup=0,
+                per_device_batch_size=config.grpo_batch,
+                device="cpu",
+                dtype="bfloat16",
+                seed=config.seed,
+                save_steps=10_000,
+            ),
         ),
     )
 

@@ -62,7 +62,7 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
 
     start = time.perf_counter()
     # --- set-up: devices, run folder, where to resume
-    use_cpu, bf16, dtype = device_and_precision(config.device, config.dtype)
+    use_cpu, bf16, dtype = device_and_precision(config.schedule.device, config.schedule.dtype)
     checkpoint = resume_checkpoint(config.out, resume)
     # Rollouts are prompted in the style the model was trained in; the trained model keeps it.
     style = config.agent.prompt_style(read_prompt_style(config.model))
@@ -114,7 +114,7 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
         config.agent,
         sampling,
         scorer,
-        seed=config.seed,
+        seed=config.schedule.seed,
         guided=config.guided,
     )
 
