@@ -271,6 +271,7 @@ def _sft(out: Path, config: DemoConfig) -> None:
 
 def _grpo(out: Path, config: DemoConfig) -> None:
     from deepmmsearch.agent import AgentConfig
+    from deepmmsearch.policies import SamplingConfig
     from deepmmsearch.protocol import Rules
     from deepmmsearch.train.config import Schedule, TrainGRPOConfig
     from deepmmsearch.train.grpo import train_grpo
@@ -285,14 +286,13 @@ def _grpo(out: Path, config: DemoConfig) -> None:
             lora=_lora(config),
             tools=_run_config(out / "world", config).tools,
             # Six turns keep rollouts short; the tool budget stays the SFT data's, which the prompt shows.
-            agent=AgentConfig(rules=Rules(max_turns=6), policy_timeout_s=120),
+            agent=AgentConfig(rules=Rules(max_turns=6), policy_timeout_s=120, max_episode_tokens=8192),
             num_generations=config.grpo_group,
             questions_per_step=config.grpo_questions_per_step,
             # Search questions only: the rest GRPO could only learn by heart (its vision tower is frozen).
             search_only=True,
             limit=config.grpo_questions,
-            temperature=0.8,
-            max_new_tokens=96,
+            sampling=SamplingConfig(temperature=0.8, max_new_tokens=96),
             schedule=Schedule(
                 epochs=1.0,
                 max_steps=config.grpo_steps,

@@ -244,6 +244,8 @@ def _reload(out: Path, device: str) -> str:
 
 def _grpo(out: Path, device: str, use_vllm: bool) -> str:
     from deepmmsearch.agent import AgentConfig
+    from deepmmsearch.policies import SamplingConfig
+    from deepmmsearch.policies.vllm import VLLMConfig
     from deepmmsearch.protocol import Rules
     from deepmmsearch.train.common import world_size
     from deepmmsearch.train.config import LoraSettings, Schedule, TrainGRPOConfig
@@ -255,16 +257,13 @@ def _grpo(out: Path, device: str, use_vllm: bool) -> str:
         out=str(out / ("grpo-vllm" if use_vllm else "grpo")),
         lora=LoraSettings(enabled=False),  # full fine-tuning: the reference model is built and placed
         tools=_tools(out),
-        agent=AgentConfig(rules=Rules(max_turns=2)),
+        agent=AgentConfig(rules=Rules(max_turns=2), max_episode_tokens=256),
+        sampling=SamplingConfig(temperature=1.0, max_new_tokens=16),
+        vllm=VLLMConfig(gpu_memory_utilization=0.2, max_model_len=2048, guided=False),
         num_generations=2,
         questions_per_step=world_size(),
         limit=4 * world_size(),
-        max_new_tokens=16,
-        max_episode_tokens=256,
-        guided=not use_vllm,
         use_vllm=use_vllm,
-        vllm_gpu_memory_utilization=0.2,
-        vllm_max_model_length=2048,
         schedule=Schedule(
             max_steps=1, learning_rate=1e-4, warmup=0, per_device_batch_size=2, device=device, save_steps=1000
         ),

@@ -79,6 +79,6 @@ def test_every_flag_of_every_command_is_unique_and_every_config_field_has_help()
 
 def test_a_config_command_lists_its_sections_flags_in_help():
     help_text = CliRunner().invoke(app, ["train", "grpo", "--help"], terminal_width=80).output
-    for flag in ("--config", "--tools.kb", "--kb", "--lora.rank", "--agent.rules.max-turns", "--use-vllm"):
+    for flag in ("--config", "--tools.kb", "--kb", "--lora.rank", "--agent.rules.max-turns", "--vllm.max-model-len"):
         assert flag in help_text, flag
     assert "…" not in help_text  # plain help wraps long flags instead of cutting them

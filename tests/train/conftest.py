@@ -36,7 +36,7 @@ def grpo_config(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cfg") / "grpo.yaml"
     path.write_text(
         "agent: {rules: {max_turns: 3, max_tool_calls: 2}}\n"
-        "num_generations: 2\nquestions_per_step: 2\nmax_new_tokens: 12\n"
+        "num_generations: 2\nquestions_per_step: 2\nsampling: {temperature: 1.0, max_new_tokens: 12}\n"
         "schedule: {per_device_batch_size: 2, learning_rate: 1.0e-3, warmup: 0, device: cpu, save_steps: 1, "
         "logging_steps: 1, seed: 3}\n"
     )

@@ -19,6 +19,7 @@ def test_grpo_args_carry_the_episode_budget_token_level_importance_sampling_and_
     args = grpo_args(TrainGRPOConfig(lora=LoraSettings(enabled=False)), use_cpu=True, bf16=False, world_size=1)
     assert args.max_completion_length == 8192  # the episode budget, not one reply's
     assert args.vllm_importance_sampling_mode == "token_truncate"
+    assert (args.temperature, args.vllm_gpu_memory_utilization) == (1.0, 0.3)  # the sampling and vllm sections'
     # TRL loads the reference model with these; without device_map it would take "auto" (every GPU) under FSDP.
     assert args.model_init_kwargs == {"device_map": None, "dtype": "float32"}
     # On a GPU: the compute dtype, even where the policy trains float32 master weights.

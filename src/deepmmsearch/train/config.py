@@ -12,6 +12,9 @@ from typing import Any
 
 from deepmmsearch.agent import AgentConfig
 from deepmmsearch.errors import ConfigError
+from deepmmsearch.policies import SamplingConfig
+from deepmmsearch.policies.hf import HFConfig
+from deepmmsearch.policies.vllm import VLLMConfig
 from deepmmsearch.tools import ToolsConfig
 
 # Every linear layer of the language model's blocks, and none of the vision tower's (whose MLP shares the names
@@ -181,7 +184,31 @@ class TrainGRPOConfig:
         metadata={"help": "also train the vision tower and projector (the paper freezes them)"},
     )
     tools: ToolsConfig = field(default_factory=ToolsConfig)
-    agent: AgentConfig = field(default_factory=AgentConfig)
+    agent: AgentConfig = field(
+        default_factory=lambda: AgentConfig(max_episode_tokens=8192),
+        metadata={
+            "help": "the rollouts' agent loop; its max_episode_tokens (the paper's 8,192-token response limit) is "
+            "TRL's max_completion_length"
+        },
+    )
+    sampling: SamplingConfig = field(
+        default_factory=lambda: SamplingConfig(temperature=1.0, max_new_tokens=8192),
+        metadata={"help": "how rollouts sample each reply"},
+    )
+    hf: HFConfig = field(
+        default_factory=HFConfig,
+        metadata={
+            "help": "rollouts on the trainer's own model (use_vllm false): guided, prefix_cache and "
+            "max_cached_episodes apply; model, batch and seed are the trainer's"
+        },
+    )
+    vllm: VLLMConfig = field(
+        default_factory=lambda: VLLMConfig(gpu_memory_utilization=0.3, guided=False),
+        metadata={
+            "help": "the vLLM engine TRL colocates with each process (use_vllm true): gpu_memory_utilization, "
+            "max_model_len and tensor_parallel_size apply; batch and seed are the trainer's"
+        },
+    )
     reward: RewardSettings = field(default_factory=RewardSettings)
     num_generations: int = field(default=8, metadata={"help": "rollouts per question (the group)"})
     questions_per_step: int = field(default=1, metadata={"help": "questions per optimizer step, all devices"})
@@ -191,26 +218,9 @@ class TrainGRPOConfig:
         default="none", metadata={"help": "none (advantage = reward - group mean, as the paper), group or batch"}
     )
     loss_type: str = field(default="grpo", metadata={"help": "TRL loss aggregation: grpo, dr_grpo, dapo, bnpo"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of rollouts"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling of rollouts"})
-    max_new_tokens: int = field(default=8192, metadata={"help": "longest reply per turn"})
     max_pixels: int | None = field(default=None, metadata={"help": MAX_PIXELS_HELP})
-    max_episode_tokens: int = field(
-        default=8192,
-        metadata={
-            "help": "tokens an episode may add after its opening prompt, replies and tool results (the paper's "
-            "8,192-token response limit); TRL's max_completion_length"
-        },
-    )
-    guided: bool = field(default=True, metadata={"help": "rollouts sample only replies in the protocol's tag layout"})
     use_vllm: bool = field(
         default=False, metadata={"help": "rollouts generate with a vLLM engine colocated with each trainer process"}
-    )
-    vllm_gpu_memory_utilization: float = field(
-        default=0.3, metadata={"help": "share of each GPU the colocated vLLM engine takes"}
-    )
-    vllm_max_model_length: int | None = field(
-        default=None, metadata={"help": "longest episode the vLLM engine holds; None: the model's context"}
     )
     vllm_importance_sampling_mode: str = field(
         default="token_truncate",
@@ -241,17 +251,17 @@ class TrainGRPOConfig:
             raise ConfigError(f"scale_rewards must be none, group or batch, got {self.scale_rewards!r}")
         _check_batch(self.questions_per_step * self.num_generations, self.schedule.per_device_batch_size)
         _check_max_pixels(self.max_pixels)
-        if self.max_episode_tokens < 1:
-            raise ConfigError(f"max_episode_tokens must be at least 1, got {self.max_episode_tokens}")
+        if self.agent.max_episode_tokens is None:
+            raise ConfigError("agent.max_episode_tokens must be set: it is TRL's max_completion_length")
         if self.vllm_importance_sampling_mode not in IMPORTANCE_SAMPLING_MODES:
             raise ConfigError(
                 f"vllm_importance_sampling_mode must be one of {', '.join(IMPORTANCE_SAMPLING_MODES)}, "
                 f"got {self.vllm_importance_sampling_mode!r}"
             )
-        if self.use_vllm and self.guided:
+        if self.use_vllm and self.vllm.guided:
             # vLLM does not report which tokens its grammar forced, and a forced token must carry no weight in the
             # loss (docs/training.md, "Guided rollouts"): guided rollouts stay on the transformers path.
-            raise ConfigError("use_vllm: true needs guided: false (vLLM does not say which tokens its grammar forced)")
+            raise ConfigError("use_vllm: true needs vllm.guided: false (vLLM does not say which tokens it forced)")
 
 
 def _check_max_pixels(max_pixels: int | None) -> None:
@@ -332,14 +342,15 @@ def grpo_args(config: TrainGRPOConfig, use_cpu: bool, bf16: bool, world_size: in
         epsilon=config.epsilon,
         scale_rewards=config.scale_rewards,
         loss_type=config.loss_type,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        max_completion_length=config.max_episode_tokens,
+        temperature=config.sampling.temperature,
+        top_p=config.sampling.top_p,
+        max_completion_length=config.agent.max_episode_tokens,
         # Colocated: each process samples its own episodes turn by turn, so no process waits on another's turns.
         use_vllm=config.use_vllm,
         vllm_mode="colocate",
-        vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
-        vllm_max_model_length=config.vllm_max_model_length,
+        vllm_gpu_memory_utilization=config.vllm.gpu_memory_utilization,
+        vllm_max_model_length=config.vllm.max_model_len,
+        vllm_tensor_parallel_size=config.vllm.tensor_parallel_size,
         vllm_importance_sampling_mode=config.vllm_importance_sampling_mode,
         vllm_importance_sampling_clip_max=config.vllm_importance_sampling_clip_max,
         # TRL builds the reference model from these; without device_map it would spread one copy over every
