@@ -71,3 +71,15 @@ def test_every_yaml_under_configs_loads():
             PriceTable.load(path)
         else:
             load_config(kinds[path.name.split("-", 1)[0]], path)
+
+
+def test_the_vllm_section_reaches_the_vllm_policy(tmp_path, monkeypatch):
+    import deepmmsearch.policies.vllm as vllm_policy
+
+    built = []
+    monkeypatch.setattr(vllm_policy, "VLLMPolicy", lambda path, sampling, config: built.append(config))
+    path = tmp_path / "run.yaml"
+    path.write_text("vllm:\n  gpu_memory_utilization: 0.5\nhf:\n  seed: 3\n  guided: false\n")
+    load_config(RunConfig, path).load_policy("vllm:some/model")
+    assert built[0].gpu_memory_utilization == 0.5
+    assert built[0].seed is None and built[0].guided  # its own settings, not the hf section's

@@ -12,6 +12,7 @@ from deepmmsearch.agent import Agent, AgentConfig
 from deepmmsearch.images import load_image
 from deepmmsearch.policies import OpenAIConfig, Policy, SamplingConfig, load_policy
 from deepmmsearch.policies.hf import HFConfig
+from deepmmsearch.policies.vllm import VLLMConfig
 from deepmmsearch.records import Question, Trajectory
 from deepmmsearch.tools import ToolsConfig, build_toolbox
 
@@ -25,10 +26,13 @@ class RunConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     openai: OpenAIConfig = field(default_factory=OpenAIConfig)
     hf: HFConfig = field(default_factory=HFConfig)
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
     def load_policy(self, model: str | Policy) -> Policy:
         """The policy a model spec names, built with this config's settings (a ready policy is kept)."""
-        return model if isinstance(model, Policy) else load_policy(model, self.sampling, self.openai, self.hf)
+        if isinstance(model, Policy):
+            return model
+        return load_policy(model, self.sampling, self.openai, self.hf, self.vllm)
 
 
 def build_agent(model: str | Policy, config: RunConfig | None = None) -> Agent:

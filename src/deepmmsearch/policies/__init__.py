@@ -17,6 +17,7 @@ from deepmmsearch.policies.openai_api import OpenAIConfig
 
 if TYPE_CHECKING:
     from deepmmsearch.policies.hf import HFConfig
+    from deepmmsearch.policies.vllm import VLLMConfig
 
 SPEC_KINDS = ("openai:MODEL[@BASE_URL]", "script:FILE", "hf:PATH_OR_ID", "vllm:PATH_OR_ID", "oracle")
 
@@ -26,6 +27,7 @@ def load_policy(
     sampling: SamplingConfig | None = None,
     openai_config: OpenAIConfig | None = None,
     hf_config: HFConfig | None = None,
+    vllm_config: VLLMConfig | None = None,
 ) -> Policy:
     """Build the policy a SPEC names; an unknown kind is an error that lists the known ones."""
     kind, _, rest = spec.partition(":")
@@ -43,11 +45,9 @@ def load_policy(
 
         return HFPolicy(rest, sampling, hf_config)
     if kind == "vllm" and rest:
-        from deepmmsearch.policies.vllm import VLLMConfig, VLLMPolicy
+        from deepmmsearch.policies.vllm import VLLMPolicy
 
-        # Of the local-model options, guidance and seed carry over; vLLM batches far more than hf's default of 8.
-        config = VLLMConfig() if hf_config is None else VLLMConfig(guided=hf_config.guided, seed=hf_config.seed)
-        return VLLMPolicy(rest, sampling, config)
+        return VLLMPolicy(rest, sampling, vllm_config)
     if spec == "oracle":
         from deepmmsearch.policies.oracle import OraclePolicy
 
