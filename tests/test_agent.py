@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from deepmmsearch.agent import Agent, AgentConfig
-from deepmmsearch.errors import ContextLimitError, ToolError
+from deepmmsearch.errors import ConfigError, ContextLimitError, ToolError
 from deepmmsearch.policies.base import Generation, Policy
 from deepmmsearch.policies.scripted import ScriptedPolicy
 from deepmmsearch.protocol import Rules, StopReason
@@ -241,7 +241,7 @@ def test_episodes_are_prompted_in_the_configs_style_else_the_models_else_full(to
     assert short[3].text.startswith("Tool calls left: 9.") and short[3].text.endswith("</information>")
     assert episode(f"hf:{tmp_path}", "full")[0].text == system_prompt(PromptStyle.FULL)
     assert episode(f"hf:{tmp_path / 'untrained'}")[0].text == system_prompt(PromptStyle.FULL)
-    with pytest.raises(ValueError, match=r"agent.prompts must be one of full, short"):
+    with pytest.raises(ConfigError, match=r"agent.prompts must be one of full, short"):
         AgentConfig(prompts="terse")
 
 

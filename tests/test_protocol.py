@@ -4,6 +4,7 @@ import string
 
 import pytest
 
+from deepmmsearch.errors import ConfigError
 from deepmmsearch.protocol import (
     GIVE_UP_ANSWER,
     REPLY_TAGS,
@@ -215,5 +216,5 @@ def test_complete_stopped_reply():
 
 
 def test_rules_reject_nonsense():
-    with pytest.raises(ValueError, match="max_tool_calls"):
+    with pytest.raises(ConfigError, match="max_tool_calls"):
         Rules(max_tool_calls=0)

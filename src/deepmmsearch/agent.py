@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from PIL import Image
 
-from deepmmsearch.errors import ContextLimitError, InputError, PolicyError
+from deepmmsearch.errors import ConfigError, ContextLimitError, InputError, PolicyError
 from deepmmsearch.images import load_image
 from deepmmsearch.policies.base import Conversation, Generation, Policy, episode_id
 from deepmmsearch.protocol import (
@@ -46,7 +46,9 @@ class AgentConfig:
         metadata={"help": "per generation request, from when the policy starts on it (time queued not counted)"},
     )
     episode_timeout_s: float = field(default=1800.0, metadata={"help": "per episode, all turns included"})
-    max_concurrent_episodes: int = field(default=64, metadata={"help": "episodes in flight at once"})
+    max_concurrent_episodes: int = field(
+        default=64, metadata={"help": "episodes in flight at once", "aliases": ("--workers",)}
+    )
     max_episode_tokens: int | None = field(
         default=None,
         metadata={"help": "tokens an episode may add after its opening prompt: replies and tool results (None: any)"},
@@ -56,14 +58,19 @@ class AgentConfig:
     )
     prompts: str = field(
         default="",
-        metadata={"help": "prompt style, full or short; empty: the one the model was trained with, else full"},
+        metadata={
+            "help": "prompt style, full or short; empty: the one the model was trained with, else full",
+            "aliases": ("--prompts",),
+        },
     )
 
     def __post_init__(self) -> None:
+        if self.max_concurrent_episodes < 1:
+            raise ConfigError(f"agent.max_concurrent_episodes must be at least 1, got {self.max_concurrent_episodes}")
         if self.max_episode_tokens is not None and self.max_episode_tokens < 1:
-            raise ValueError(f"agent.max_episode_tokens must be at least 1, got {self.max_episode_tokens}")
+            raise ConfigError(f"agent.max_episode_tokens must be at least 1, got {self.max_episode_tokens}")
         if self.prompts and self.prompts not in set(PromptStyle):
-            raise ValueError(f"agent.prompts must be one of {', '.join(PromptStyle)} (or empty), got {self.prompts!r}")
+            raise ConfigError(f"agent.prompts must be one of {', '.join(PromptStyle)} (or empty), got {self.prompts!r}")
 
     def prompt_style(self, trained: PromptStyle | None = None) -> PromptStyle:
         """The style episodes are prompted in: the configured one, else the one the model was ``trained`` in, else

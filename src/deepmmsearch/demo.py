@@ -212,7 +212,7 @@ def _init_model(out: Path, config: DemoConfig) -> None:
 
 def _align(out: Path, config: DemoConfig) -> None:
     from deepmmsearch.train.align import train_align
-    from deepmmsearch.train.config import TrainAlignConfig
+    from deepmmsearch.train.config import Schedule, TrainAlignConfig
 
     _in_fresh_process(
         train_align,
@@ -222,12 +222,18 @@ def _align(out: Path, config: DemoConfig) -> None:
             out=str(out / "align"),
             rows=config.align_pictures,
             tower_steps=config.tower_steps,
-            learning_rate=config.align_learning_rate,
             lora=_lora(config),
-            device="cpu",
-            dtype="bfloat16",  # float32 weights under bfloat16 autocast: faster than float32 on a CPU
-            seed=config.seed,
-            save_steps=10_000,
+            schedule=Schedule(
+                epochs=1.0,
+                learning_rate=config.align_learning_rate,
+                warmup=0.03,
+                per_device_batch_size=16,
+                device="cpu",
+                dtype="bfloat16",  # float32 weights under bfloat16 autocast: faster than float32 on a CPU
+                seed=config.seed,
+                logging_steps=10,
+                save_steps=10_000,
+            ),
         ),
     )
 
@@ -239,7 +245,7 @@ def _lora(config: DemoConfig) -> Any:
 
 
 def _sft(out: Path, config: DemoConfig) -> None:
-    from deepmmsearch.train.config import TrainSFTConfig
+    from deepmmsearch.train.config import Schedule, TrainSFTConfig
     from deepmmsearch.train.sft import train_sft
 
     # As configs/sft-smollm2-cpu.yaml, the paper's SFT: LoRA on every block, vision frozen, loss on the replies only.
@@ -250,25 +256,28 @@ def _sft(out: Path, config: DemoConfig) -> None:
             data=str(out / "data"),
             out=str(out / "sft"),
             lora=_lora(config),
-            epochs=config.sft_epochs,
-            learning_rate=config.sft_learning_rate,
-            warmup_ratio=0.05,
             global_batch_size=8,
-            per_device_batch_size=1,  # one conversation per pass: no padding
             max_length=4096,
-            device="cpu",
-            dtype="bfloat16",
-            seed=config.seed,
-            save_steps=10_000,
-            logging_steps=5,
+            schedule=Schedule(
+                epochs=config.sft_epochs,
+                learning_rate=config.sft_learning_rate,
+                warmup=0.05,
+                per_device_batch_size=1,  # one conversation per pass: no padding
+                device="cpu",
+                dtype="bfloat16",
+                seed=config.seed,
+                save_steps=10_000,
+                logging_steps=5,
+            ),
         ),
     )
 
 
 def _grpo(out: Path, config: DemoConfig) -> None:
     from deepmmsearch.agent import AgentConfig
+    from deepmmsearch.policies import SamplingConfig
     from deepmmsearch.protocol import Rules
-    from deepmmsearch.train.config import TrainGRPOConfig
+    from deepmmsearch.train.config import Schedule, TrainGRPOConfig
     from deepmmsearch.train.grpo import train_grpo
 
     # As configs/grpo-smollm2-cpu.yaml: short episodes and replies keep CPU rollouts within seconds.
@@ -281,22 +290,25 @@ def _grpo(out: Path, config: DemoConfig) -> None:
             lora=_lora(config),
             tools=_run_config(out / "world", config).tools,
             # Six turns keep rollouts short; the tool budget stays the SFT data's, which the prompt shows.
-            agent=AgentConfig(rules=Rules(max_turns=6), policy_timeout_s=120),
+            agent=AgentConfig(rules=Rules(max_turns=6), policy_timeout_s=120, max_episode_tokens=8192),
             num_generations=config.grpo_group,
             questions_per_step=config.grpo_questions_per_step,
-            per_device_batch_size=config.grpo_batch,
-            learning_rate=config.grpo_learning_rate,
-            warmup_steps=0,
-            max_steps=config.grpo_steps,
             # Search questions only: the rest GRPO could only learn by heart (its vision tower is frozen).
             search_only=True,
             limit=config.grpo_questions,
-            temperature=0.8,
-            max_new_tokens=96,
-            device="cpu",
-            dtype="bfloat16",
-            seed=config.seed,
-            save_steps=10_000,
+            sampling=SamplingConfig(temperature=0.8, max_new_tokens=96),
+            schedule=Schedule(
+                epochs=1.0,
+                max_steps=config.grpo_steps,
+                learning_rate=config.grpo_learning_rate,
+                lr_scheduler="constant_with_warmup",
+                warmup=0,
+                per_device_batch_size=config.grpo_batch,
+                device="cpu",
+                dtype="bfloat16",
+                seed=config.seed,
+                save_steps=10_000,
+            ),
         ),
     )
 

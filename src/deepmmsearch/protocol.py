@@ -21,6 +21,8 @@ from enum import StrEnum
 
 import regex
 
+from deepmmsearch.errors import ConfigError
+
 GIVE_UP_ANSWER = "Unable to answer due to lack of relevant information"
 # The lead lines of search results as the extractive summarizer writes them, "Best match: <top image result's
 # title>" and "Most relevant: <the sentence closest to the question>": the oracle teacher quotes them, so a
@@ -103,9 +105,9 @@ class Rules:
             "max_query_chars",
         ):
             if getattr(self, name) < 1:
-                raise ValueError(f"rules.{name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"rules.{name} must be at least 1, got {getattr(self, name)}")
         if self.max_image_searches < 0:
-            raise ValueError(f"rules.max_image_searches must be 0 or more, got {self.max_image_searches}")
+            raise ConfigError(f"rules.max_image_searches must be 0 or more, got {self.max_image_searches}")
 
 
 # ---------------------------------------------------------------------------------------------- rendering

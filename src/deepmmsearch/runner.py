@@ -13,6 +13,7 @@ from deepmmsearch.agent import AGENT_PLAN, Agent, AgentConfig, EpisodePlan
 from deepmmsearch.images import load_image
 from deepmmsearch.policies import OpenAIConfig, Policy, SamplingConfig, load_policy, model_folder
 from deepmmsearch.policies.hf import HFConfig
+from deepmmsearch.policies.vllm import VLLMConfig
 from deepmmsearch.records import Question, Trajectory
 from deepmmsearch.tools import ToolsConfig, build_toolbox
 
@@ -26,13 +27,14 @@ class RunConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     openai: OpenAIConfig = field(default_factory=OpenAIConfig)
     hf: HFConfig = field(default_factory=HFConfig)
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
     def load_policy(self, model: str | Policy, questions: Sequence[Question] = ()) -> Policy:
         """The policy a model spec names, built with this config's settings (a ready policy is kept). ``questions``:
         those it will play, for a teacher that knows their plans (see :func:`load_policy`)."""
         if isinstance(model, Policy):
             return model
-        return load_policy(model, self.sampling, self.openai, self.hf, questions)
+        return load_policy(model, self.sampling, self.openai, self.hf, self.vllm, questions)
 
 
 def resolve_agent_config(model: str | Policy, config: AgentConfig) -> AgentConfig:

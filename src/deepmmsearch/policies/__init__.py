@@ -23,6 +23,7 @@ from deepmmsearch.records import Question
 
 if TYPE_CHECKING:
     from deepmmsearch.policies.hf import HFConfig
+    from deepmmsearch.policies.vllm import VLLMConfig
 
 
 @dataclass
@@ -33,6 +34,7 @@ class PolicySettings:
     sampling: SamplingConfig | None = None
     openai: OpenAIConfig | None = None
     hf: HFConfig | None = None
+    vllm: VLLMConfig | None = None
     questions: Sequence[Question] = ()
 
 
@@ -56,12 +58,9 @@ def _hf(argument: str, settings: PolicySettings) -> Policy:
 
 
 def _vllm(argument: str, settings: PolicySettings) -> Policy:
-    from deepmmsearch.policies.vllm import VLLMConfig, VLLMPolicy
+    from deepmmsearch.policies.vllm import VLLMPolicy
 
-    # Of the local-model settings, guidance and seed carry over; vLLM batches far more than hf's default of 8.
-    hf = settings.hf
-    config = VLLMConfig() if hf is None else VLLMConfig(guided=hf.guided, seed=hf.seed)
-    return VLLMPolicy(argument, settings.sampling, config)
+    return VLLMPolicy(argument, settings.sampling, settings.vllm)
 
 
 def _oracle(argument: str, settings: PolicySettings) -> Policy:
@@ -102,12 +101,13 @@ def load_policy(
     sampling: SamplingConfig | None = None,
     openai_config: OpenAIConfig | None = None,
     hf_config: HFConfig | None = None,
+    vllm_config: VLLMConfig | None = None,
     questions: Sequence[Question] = (),
 ) -> Policy:
     """Build the policy a SPEC names; an unknown kind is an error that lists the known ones. ``questions``: those
     the run will play, for a teacher that knows their plans (``oracle``); no other policy reads them."""
     kind, argument = _kind(spec)
-    settings = PolicySettings(sampling, openai_config, hf_config, questions)
+    settings = PolicySettings(sampling, openai_config, hf_config, vllm_config, questions)
     return kind.factory(argument, settings)
 
 

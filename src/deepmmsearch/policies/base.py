@@ -18,7 +18,7 @@ from deepmmsearch.records import Message
 class SamplingConfig:
     """How replies are sampled; shared by every policy that samples."""
 
-    temperature: float = field(default=0.0, metadata={"help": "0 is greedy"})
+    temperature: float = field(default=0.0, metadata={"help": "0 is greedy", "aliases": ("--temperature",)})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
     max_new_tokens: int = field(default=1024, metadata={"help": "longest reply per turn, in tokens"})
 

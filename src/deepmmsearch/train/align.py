@@ -71,7 +71,7 @@ def train_align(config: TrainAlignConfig, resume: bool = False) -> dict[str, Any
 
     start = time.perf_counter()
     # --- set-up: devices, run folder, where to resume
-    use_cpu, bf16, dtype = device_and_precision(config.device, config.dtype)
+    use_cpu, bf16, dtype = device_and_precision(config.schedule.device, config.schedule.dtype)
     checkpoint = resume_checkpoint(config.out, resume)
     if not config.captions:
         raise ConfigError("no captioned pictures: set captions: in the config or pass --captions FILE")
@@ -122,8 +122,8 @@ def train_tower(config: TrainAlignConfig, out: str, bf16: bool, bars: Bars) -> d
     from deepmmsearch.models.encoding import image_inputs
     from deepmmsearch.records import read_jsonl
 
-    torch.manual_seed(config.seed)
-    device = "cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu"
+    torch.manual_seed(config.schedule.seed)
+    device = "cuda" if config.schedule.device != "cpu" and torch.cuda.is_available() else "cpu"
     model, processor = load_model(config.model, "float32", device)
     embeddings = model.get_input_embeddings().weight.detach().float()
     unit = embeddings.pow(2).sum(-1).mean().sqrt()  # distances in units of the embeddings' root mean square norm
@@ -155,7 +155,7 @@ def train_tower(config: TrainAlignConfig, out: str, bf16: bool, bars: Bars) -> d
         parameter.requires_grad = True
     optimizer = torch.optim.AdamW(visual.parameters(), lr=config.tower_learning_rate, weight_decay=0.0)
     schedule = get_cosine_schedule_with_warmup(optimizer, min(30, config.tower_steps // 10), config.tower_steps)
-    order = random.Random(config.seed)
+    order = random.Random(config.schedule.seed)
     losses = []
     for step in range(config.tower_steps):
         batch = [picture(order.randrange(len(records))) for _ in range(config.tower_batch_size)]

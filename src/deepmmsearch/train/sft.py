@@ -148,7 +148,7 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
 
     start = time.perf_counter()
     # --- set-up: devices, run folder, where to resume
-    use_cpu, bf16, dtype = device_and_precision(config.device, config.dtype)
+    use_cpu, bf16, dtype = device_and_precision(config.schedule.device, config.schedule.dtype)
     checkpoint = resume_checkpoint(config.out, resume)
 
     # --- data: rows of `dmms data build`, too-long conversations left out (cutting one could split its image)
