@@ -88,6 +88,7 @@ ImageSearchOpt = Annotated[str | None, typer.Option("--image-search", help="Imag
 GrounderOpt = Annotated[str | None, typer.Option("--grounder", help="Grounding backend for crop search.")]
 KbOpt = Annotated[Path | None, typer.Option("--kb", help="Knowledge-base folder for local search backends.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON records instead of text.")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Call every search backend afresh.")]
 AllowPrivateOpt = Annotated[
     bool,
     typer.Option("--allow-private", help="Let page fetching reach loopback and private addresses (local development)."),

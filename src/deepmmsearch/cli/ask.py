@@ -16,6 +16,7 @@ from deepmmsearch.cli.app import (
     JsonOpt,
     KbOpt,
     ModelOpt,
+    NoCacheOpt,
     TextSearchOpt,
     app,
     run_config_from,
@@ -44,7 +45,7 @@ def ask(
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature (0 is greedy).")] = None,
     as_json: JsonOpt = False,
     allow_private: AllowPrivateOpt = False,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Call every search backend afresh.")] = False,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Answer a question about an image, searching as needed; prints the answer (--json: the trajectory)."""
     from deepmmsearch.protocol import StopReason
