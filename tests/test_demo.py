@@ -1,5 +1,6 @@
 """`dmms demo --quick` end to end, as a new user runs it, then again to show that finished stages are reused."""
 
+import io
 import json
 import subprocess
 import sys
@@ -59,3 +60,19 @@ def test_a_missing_language_model_is_refused_before_any_stage(tmp_path):
     assert done.returncode != 0
     assert "nowhere.gguf: no such GGUF file" in done.stderr
     assert not (out / "world").exists()
+
+
+def test_the_results_table_fits_an_80_column_terminal():
+    from rich.console import Console
+
+    from deepmmsearch.demo import COLUMNS, table_for_terminal
+
+    names = ["Direct answer", "RAG workflow", "Prompt agent", "Agent, SFT", "Agent, SFT + RL"]
+    rows = [{"system": name, **{key: 100.0 for key, _ in COLUMNS}, "tool_calls": 12.35} for name in names]
+    rows[0]["unseen_entity"] = None
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(table_for_terminal(rows, "Accuracy (%) on the offline world's test split (full run)"))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+    for word in ["System", *names, "All", "Refine", "Unseen", "Calls/q", "free", "12.35", "—"]:
+        assert word in text

@@ -432,6 +432,21 @@ def table_markdown(table: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def table_for_terminal(table: list[dict[str, Any]], title: str) -> Any:
+    """The results as a rich table that fits an 80-column terminal: no vertical rules, one space between
+    columns, long headers wrapped at their space, system names never cut."""
+    from rich import box
+    from rich.table import Table
+
+    terminal = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    terminal.add_column("System", no_wrap=True)
+    for _, header in COLUMNS:
+        terminal.add_column(header, justify="right")
+    for row in table:
+        terminal.add_row(row["system"], *("—" if row[key] is None else f"{row[key]:g}" for key, _ in COLUMNS))
+    return terminal
+
+
 def write_demo_report(out: Path, table: list[dict[str, Any]], timings: dict[str, float]) -> Path:
     """``report.md`` (table, stage times, a plot, sample trajectories) and ``results.json``."""
     (out / "results.json").write_text(json.dumps({"table": table, "timings": timings}, indent=2))
