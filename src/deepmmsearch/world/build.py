@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepmmsearch.records import write_jsonl
 from deepmmsearch.world.draw import captioned_pictures, draw_entity
 from deepmmsearch.world.generate import KINDS, Entity, image_description, make_entities, page_text
 from deepmmsearch.world.questions import WorldQuestion, questions_for
@@ -37,13 +38,6 @@ class WorldConfig:
     dev_share: float = 0.1
     test_share: float = 0.1
     captions: int = 3000  # captioned pictures of random looks, none of them an entity's
-
-
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def build_world(
@@ -80,8 +74,8 @@ def build_world(
                 }
             )
     pages += _distractor_pages(entities)
-    _write_jsonl(out / "sources" / "pages.jsonl", pages)
-    _write_jsonl(out / "sources" / "images.jsonl", images)
+    write_jsonl(out / "sources" / "pages.jsonl", pages)
+    write_jsonl(out / "sources" / "images.jsonl", images)
 
     splits: dict[str, list[dict]] = {"train": [], "dev": [], "test": []}
     for i, entity in enumerate(pictured):
@@ -94,7 +88,7 @@ def build_world(
             question.image.save(path)
             splits[split].append(_record(question, label))
     for name, records in splits.items():
-        _write_jsonl(out / "questions" / f"{name}.jsonl", records)
+        write_jsonl(out / "questions" / f"{name}.jsonl", records)
 
     # Their own random stream: the number of captions leaves the rest of the world as it is.
     captions = []
@@ -107,7 +101,7 @@ def build_world(
         path.parent.mkdir(parents=True, exist_ok=True)
         picture.save(path)
         captions.append({"image": f"images/captions/{index:05d}.png", "caption": caption})
-    _write_jsonl(out / "captions.jsonl", captions)
+    write_jsonl(out / "captions.jsonl", captions)
 
     summary = {
         "seed": config.seed,
