@@ -76,3 +76,31 @@ def test_the_results_table_fits_an_80_column_terminal():
     assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
     for word in ["System", *names, "All", "Refine", "Unseen", "Calls/q", "free", "12.35", "—"]:
         assert word in text
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        out |= _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+    return out
+
+
+def test_the_demo_trains_with_the_shipped_recipes_changing_only_folders_and_sizes(tmp_path):
+    from dataclasses import asdict
+
+    from deepmmsearch.demo import DemoConfig, recipe, stage_configs
+
+    run = {"model", "out", "seed", "save_steps"}
+    allowed = {
+        "align": run | {"captions", "rows", "tower_steps"},
+        "sft": run | {"data"},
+        "grpo": run
+        | {"questions", "tools.kb", "tools.cache_path", "limit", "max_steps", "num_generations"}
+        | {"questions_per_step", "per_device_batch_size"},
+    }
+    for config in (DemoConfig(seed=3), DemoConfig.quick(seed=3)):
+        for stage, built in stage_configs(tmp_path, config).items():
+            shipped, used = _flat(asdict(recipe(stage))), _flat(asdict(built))
+            changed = {key for key in shipped if used[key] != shipped[key]}
+            assert changed <= allowed[stage], (stage, changed - allowed[stage])
+            assert used["seed"] == 3 and used["out"] == str(tmp_path / stage)

@@ -39,3 +39,17 @@ def test_the_bench_extra_covers_every_benchmark_import() -> None:
             if not names & declared:
                 missing[f"{script.name}: {module}"] = sorted(names)
     assert not missing, f"add to the bench extra in pyproject.toml: {missing}"
+
+
+def test_the_configs_ship_inside_the_package() -> None:
+    """``src/deepmmsearch/configs`` links to ``configs/``, and package data takes every file of it into a wheel, so
+    the demo reads its recipe from the package wherever it is installed."""
+    from importlib.resources import files
+    from pathlib import PurePosixPath
+
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["deepmmsearch"]
+    for path in sorted((REPO / "configs").rglob("*")):
+        if path.is_file():
+            relative = PurePosixPath("configs", *path.relative_to(REPO / "configs").parts)
+            assert any(relative.match(glob) for glob in globs), f"{relative} is not in the package data"
+            assert (files("deepmmsearch") / str(relative)).read_bytes() == path.read_bytes()

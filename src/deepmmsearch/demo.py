@@ -31,7 +31,8 @@ SKILLS = ("search_free", "image_search", "crop_search", "multi_hop", "refine")
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo's stages. ``quick()`` gives the smoke-run sizes."""
+    """Sizes of the demo's stages; the recipe itself is the ready-made configs (:func:`recipe`). ``quick()`` gives
+    the smoke-run sizes."""
 
     seed: int = field(default=0, metadata={"help": "seed of the world and of training"})
     lm: str = field(default="smollm2-135m-instruct", metadata={"help": "the student's language model"})
@@ -40,20 +41,14 @@ class DemoConfig:
     teacher_questions: int = field(default=1300, metadata={"help": "train questions the teacher plays (all 1,261)"})
     data_size: int = field(default=600, metadata={"help": "SFT conversations kept"})
     prompts: str = field(default="short", metadata={"help": "prompt style of the data, so of the trained models"})
-    search_hits: int = field(default=3, metadata={"help": "hits a search shows (fewer tokens to read on a CPU)"})
     align_pictures: int = field(default=1200, metadata={"help": "captioned pictures vision alignment learns on"})
-    align_learning_rate: float = field(default=1e-3, metadata={"help": "vision alignment's learning rate"})
     tower_steps: int = field(default=2000, metadata={"help": "steps of 64 pictures in alignment's tower stage"})
-    lora_rank: int = field(default=16, metadata={"help": "LoRA rank of SFT and GRPO"})
-    sft_learning_rate: float = field(default=1e-3, metadata={"help": "SFT learning rate"})
-    sft_epochs: float = field(default=1.0, metadata={"help": "SFT passes over the data"})
     grpo_steps: int = field(default=6, metadata={"help": "GRPO optimizer steps"})
     grpo_questions: int = field(default=20, metadata={"help": "search questions GRPO rolls out on, each many times"})
     grpo_questions_per_step: int = field(default=2, metadata={"help": "questions per GRPO step"})
     grpo_group: int = field(default=4, metadata={"help": "GRPO rollouts per question"})
     # Two rollouts per forward pass: eight of ~1,000 tokens with a 49k-token vocabulary ran out of 24 GiB.
     grpo_batch: int = field(default=2, metadata={"help": "GRPO rollouts per forward pass"})
-    grpo_learning_rate: float = field(default=2e-5, metadata={"help": "GRPO learning rate"})
     test_questions: int = field(default=240, metadata={"help": "test questions each system answers"})
     eval_workers: int = field(default=2, metadata={"help": "systems evaluated at once, each in a process of its own"})
 
@@ -133,7 +128,7 @@ def run_demo(out: str | Path, config: DemoConfig, say: Callable[[str], None] = p
     folders = [out / "eval" / f"{index}-{system.mode}" for index, system in enumerate(systems)]
     todo = [(s, f) for s, f in zip(systems, folders, strict=True) if not (f / "report.json").is_file()]
     stage("eval", lambda: not todo, lambda: _evaluate_all(world, todo, config))
-    _write_run_config(out / "run.yaml", _eval_run_config(world.resolve(), config))
+    _write_run_config(out / "run.yaml", _eval_run_config(world.resolve()))
     table = results_table(out, systems)
     write_demo_report(out, table, timings)
     return {"table": table, "timings": timings}
@@ -155,18 +150,41 @@ def _build_world(world: Path, config: DemoConfig) -> None:
     index_world(world)
 
 
-def _run_config(world: Path, config: DemoConfig) -> Any:
-    from deepmmsearch.runner import RunConfig
-    from deepmmsearch.tools import ToolsConfig
+RECIPES = {"align": "align-smollm2-cpu", "sft": "sft-smollm2-cpu", "grpo": "grpo-smollm2-cpu"}
+NO_CHECKPOINTS = 10_000  # save_steps past every stage's end: the demo keeps only final/, a stage cut short runs anew
 
+
+def recipe(stage: str, **overrides: Any) -> Any:
+    """The training config of ``stage`` (align, sft or grpo) as ``configs/<name>.yaml`` states it, with dotted-key
+    ``overrides``. The configs ship inside the package (``deepmmsearch/configs`` is the repository's ``configs/``),
+    so a wheel finds them as a clone does."""
+    from importlib.resources import files
+
+    from deepmmsearch.config import load_config
+    from deepmmsearch.train.config import TrainAlignConfig, TrainGRPOConfig, TrainSFTConfig
+
+    classes = {"align": TrainAlignConfig, "sft": TrainSFTConfig, "grpo": TrainGRPOConfig}
+    path = files("deepmmsearch") / "configs" / f"{RECIPES[stage]}.yaml"
+    return load_config(classes[stage], str(path), overrides)
+
+
+def _tool_paths(world: Path) -> dict[str, str]:
     # One tool cache per demo folder: re-runs and the five evaluations replay searches for free.
-    cache = str(world.parent / "tools.sqlite")
-    return RunConfig(tools=ToolsConfig(kb=str(world / "kb"), cache_path=cache, k=config.search_hits))
+    return {"tools.kb": str(world / "kb"), "tools.cache_path": str(world.parent / "tools.sqlite")}
 
 
-def _eval_run_config(world: Path, config: DemoConfig) -> Any:
-    run_config = _run_config(world, config)
-    run_config.sampling.max_new_tokens = 96  # the student's replies are short; a runaway one stops sooner
+def _run_config(world: Path) -> Any:
+    """The GRPO recipe's tools (its hits per search) on the world's knowledge base: the data is built, the agent
+    trained and every system evaluated with the same tools."""
+    from deepmmsearch.runner import RunConfig
+
+    return RunConfig(tools=recipe("grpo", **_tool_paths(world)).tools)
+
+
+def _eval_run_config(world: Path) -> Any:
+    run_config = _run_config(world)
+    # The reply length GRPO trains with: the student's replies are short, and a runaway one stops sooner.
+    run_config.sampling.max_new_tokens = recipe("grpo").max_new_tokens
     return run_config
 
 
@@ -185,7 +203,7 @@ def _build_data(world: Path, data: Path, config: DemoConfig) -> None:
     from deepmmsearch.progress import progress_bars
 
     questions = read_questions(world / "questions" / "train.jsonl")[: config.teacher_questions]
-    run_config = _run_config(world, config)
+    run_config = _run_config(world)
     run_config.agent.prompts = config.prompts  # SFT saves it beside the model; GRPO, eval and `dmms ask` read it there
     with progress_bars() as bars:
         asyncio.run(
@@ -206,95 +224,48 @@ def _init_model(out: Path, config: DemoConfig) -> None:
     graft(out, config.lm, vision="tiny", seed=config.seed)
 
 
+def stage_configs(out: Path, config: DemoConfig) -> dict[str, Any]:
+    """The align, SFT and GRPO configs the demo trains with: the ready-made recipes, given the demo's folders, seed
+    and sizes, and no intermediate checkpoints."""
+    world = out / "world"
+    common = {"seed": config.seed, "save_steps": NO_CHECKPOINTS}
+    align = {"rows": config.align_pictures, "tower_steps": config.tower_steps}
+    grpo = {
+        "num_generations": config.grpo_group,
+        "questions_per_step": config.grpo_questions_per_step,
+        "per_device_batch_size": config.grpo_batch,
+        "max_steps": config.grpo_steps,
+        "limit": config.grpo_questions,
+        **_tool_paths(world),
+    }
+    folders = {
+        "align": {"model": out / "model-init", "captions": world / "captions.jsonl", "out": out / "align"},
+        "sft": {"model": out / "align" / "final", "data": out / "data", "out": out / "sft"},
+        "grpo": {"model": out / "sft" / "final", "questions": world / "questions" / "train.jsonl", "out": out / "grpo"},
+    }
+    sizes = {"align": align, "sft": {}, "grpo": grpo}
+    return {
+        stage: recipe(stage, **{key: str(path) for key, path in folders[stage].items()}, **common, **sizes[stage])
+        for stage in RECIPES
+    }
+
+
 def _align(out: Path, config: DemoConfig) -> None:
     from deepmmsearch.train.align import train_align
-    from deepmmsearch.train.config import TrainAlignConfig
 
-    _in_fresh_process(
-        train_align,
-        TrainAlignConfig(
-            model=str(out / "model-init"),
-            captions=str(out / "world" / "captions.jsonl"),
-            out=str(out / "align"),
-            rows=config.align_pictures,
-            tower_steps=config.tower_steps,
-            learning_rate=config.align_learning_rate,
-            lora=_lora(config),
-            device="cpu",
-            dtype="bfloat16",  # float32 weights under bfloat16 autocast: 1.3x the tokens/s of float32 here
-            seed=config.seed,
-            save_steps=10_000,
-        ),
-    )
-
-
-def _lora(config: DemoConfig) -> Any:
-    from deepmmsearch.train.config import LoraSettings
-
-    return LoraSettings(rank=config.lora_rank, alpha=2 * config.lora_rank, dropout=0.0)
+    _in_fresh_process(train_align, stage_configs(out, config)["align"])
 
 
 def _sft(out: Path, config: DemoConfig) -> None:
-    from deepmmsearch.train.config import TrainSFTConfig
     from deepmmsearch.train.sft import train_sft
 
-    # As configs/sft-smollm2-cpu.yaml, the paper's SFT: LoRA on every block, vision frozen, loss on the replies only.
-    _in_fresh_process(
-        train_sft,
-        TrainSFTConfig(
-            model=str(out / "align" / "final"),
-            data=str(out / "data"),
-            out=str(out / "sft"),
-            lora=_lora(config),
-            epochs=config.sft_epochs,
-            learning_rate=config.sft_learning_rate,
-            warmup_ratio=0.05,
-            global_batch_size=8,
-            per_device_batch_size=1,  # one conversation per pass: no padding
-            max_length=4096,
-            device="cpu",
-            dtype="bfloat16",
-            seed=config.seed,
-            save_steps=10_000,
-            logging_steps=5,
-        ),
-    )
+    _in_fresh_process(train_sft, stage_configs(out, config)["sft"])
 
 
 def _grpo(out: Path, config: DemoConfig) -> None:
-    from deepmmsearch.agent import AgentConfig
-    from deepmmsearch.protocol import Rules
-    from deepmmsearch.train.config import TrainGRPOConfig
     from deepmmsearch.train.grpo import train_grpo
 
-    # As configs/grpo-smollm2-cpu.yaml: short episodes and replies keep CPU rollouts within seconds.
-    _in_fresh_process(
-        train_grpo,
-        TrainGRPOConfig(
-            model=str(out / "sft" / "final"),
-            questions=str(out / "world" / "questions" / "train.jsonl"),
-            out=str(out / "grpo"),
-            lora=_lora(config),
-            tools=_run_config(out / "world", config).tools,
-            # Six turns keep rollouts short; the tool budget stays the SFT data's, which the prompt shows.
-            agent=AgentConfig(rules=Rules(max_turns=6), policy_timeout_s=120),
-            num_generations=config.grpo_group,
-            questions_per_step=config.grpo_questions_per_step,
-            per_device_batch_size=config.grpo_batch,
-            learning_rate=config.grpo_learning_rate,
-            warmup_steps=0,
-            max_steps=config.grpo_steps,
-            # Search questions only: the rest GRPO could only learn by heart (its vision tower is frozen).
-            search_only=True,
-            limit=config.grpo_questions,
-            temperature=0.8,
-            max_new_tokens=96,
-            device="cpu",
-            dtype="bfloat16",
-            seed=config.seed,
-            save_steps=10_000,
-        ),
-    )
+    _in_fresh_process(train_grpo, stage_configs(out, config)["grpo"])
 
 
 def _in_fresh_process(function: Callable[..., Any], *args: Any) -> None:
@@ -361,7 +332,7 @@ def _evaluate(world: Path, system: System, folder: Path, config: DemoConfig, eve
     from deepmmsearch.eval.harness import EvalConfig, evaluate
 
     torch.set_num_threads(threads)
-    run_config = _eval_run_config(world, config)
+    run_config = _eval_run_config(world)
     questions = read_questions(world / "questions" / "test.jsonl")[: config.test_questions]
     asyncio.run(
         evaluate(
