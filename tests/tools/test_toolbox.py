@@ -12,7 +12,9 @@ from deepmmsearch.tools import ToolsConfig, build_toolbox
 
 
 def test_a_toolbox_for_text_search_builds_no_image_backend(example_kb) -> None:
-    tools = ToolsConfig(text_search="memory", image_search="no-such-backend", kb=str(example_kb), no_cache=True)
+    tools = ToolsConfig(
+        text_search="memory", image_search="no-such-backend", summarizer="list", kb=str(example_kb), no_cache=True
+    )
     toolbox = build_toolbox(tools, [ActionKind.TEXT_SEARCH])  # the bad image backend name is never looked up
     assert toolbox.image_search is None and toolbox.grounder is None
     result = asyncio.run(toolbox.run(Action(ActionKind.TEXT_SEARCH, "lighthouse"), "q", None, None))
