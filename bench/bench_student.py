@@ -52,7 +52,7 @@ from deepmmsearch.models.graft import SMOLLM2, graft
 from deepmmsearch.policies import Conversation, SamplingConfig
 from deepmmsearch.policies.hf import HFConfig, HFPolicy, ReplyGuide
 from deepmmsearch.train.common import device_and_precision, read_metrics, trainable_model
-from deepmmsearch.train.config import LoraSettings, TrainSFTConfig
+from deepmmsearch.train.config import LoraSettings, Schedule, TrainSFTConfig
 from deepmmsearch.train.sft import ConversationCollator, load_sft_rows, resolve_image, row_messages, train_sft
 
 PER_STEP = 8  # conversations per optimizer step (the global batch; one conversation per forward pass)
@@ -178,15 +178,17 @@ def run_trainer(student: Path, data: Path, out: Path, steps: int, per_step: int,
         out=str(out),
         lora=LORA,
         limit=steps * per_step,
-        max_steps=steps,
-        learning_rate=LEARNING_RATE,
         global_batch_size=per_step,
-        per_device_batch_size=1,
         max_length=MAX_LENGTH,
-        dtype=dtype,
-        device="cpu",
-        logging_steps=1,
-        save_steps=10_000,
+        schedule=Schedule(
+            max_steps=steps,
+            learning_rate=LEARNING_RATE,
+            per_device_batch_size=1,
+            dtype=dtype,
+            device="cpu",
+            logging_steps=1,
+            save_steps=10_000,
+        ),
     )
     with instrumented_trainer(order, clocks):
         summary = train_sft(config)

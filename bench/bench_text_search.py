@@ -96,7 +96,7 @@ def bench_index(label: str, kb_dir: Path, passages: list[str], queries: list[str
 
 
 def wikipedia(args: argparse.Namespace) -> list[tuple[str, str, int, list[float]]]:
-    from deepmmsearch.engine.corpus import ensure_default_kb
+    from deepmmsearch.engine.kb import ensure_default_kb
     from deepmmsearch.engine.text_index import TextIndex
 
     start = time.perf_counter()

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from deepmmsearch.agent import Agent, AgentConfig
-from deepmmsearch.errors import ContextLimitError, ToolError
+from deepmmsearch.errors import ConfigError, ContextLimitError, ToolError
 from deepmmsearch.policies.base import Generation, Policy
 from deepmmsearch.policies.scripted import ScriptedPolicy
 from deepmmsearch.protocol import Rules, StopReason
@@ -191,6 +191,30 @@ def test_episode_timeout_and_context_limit(toolbox, question):
     assert t.stop_reason == StopReason.CONTEXT_LIMIT
 
 
+def test_the_baselines_are_plans_of_the_one_loop(toolbox, question):
+    from deepmmsearch.eval.modes import DIRECT_PLAN, RAG_PLAN
+
+    # The loop's scaffolding serves them as it serves the agent: timeouts, streaming, the tool bookkeeping.
+    slow = Agent(SlowPolicy(), None, AgentConfig(policy_timeout_s=0.05), DIRECT_PLAN)
+    t = asyncio.run(slow.run(question))
+    assert t.stop_reason == StopReason.POLICY_ERROR and "no reply within" in t.error
+    seen, asked = [], []
+    policy = ScriptedPolicy([answer("38 metres")])
+    original = policy.generate
+
+    async def recording(conversations):
+        asked.extend(c.answer_only for c in conversations)  # told that the reply must answer: no tools here
+        return await original(conversations)
+
+    policy.generate = recording
+    t = asyncio.run(Agent(policy, toolbox, plan=RAG_PLAN).run(question, on_message=lambda _, m: seen.append(m)))
+    assert seen == t.messages and [m.role for m in seen] == ["system", "user", "user", "assistant"]
+    assert asked == [True] and t.turns == 1 and t.answer == "38 metres"
+    assert t.tool_calls == {"image_search": 1, "text_search": 1} and sum(t.cache.values()) == 2
+    with pytest.raises(ValueError, match="rag episodes call tools"):
+        Agent(policy, None, plan=RAG_PLAN)
+
+
 def test_on_message_sees_every_message_in_order(toolbox, question):
     seen = []
     agent = Agent(ScriptedPolicy([text("q"), answer("x")]), toolbox)
@@ -198,21 +222,26 @@ def test_on_message_sees_every_message_in_order(toolbox, question):
     assert seen == t.messages
 
 
-def test_episodes_are_prompted_in_the_configs_style_else_the_models_else_full(toolbox, question):
+def test_episodes_are_prompted_in_the_configs_style_else_the_models_else_full(toolbox, question, tmp_path):
+    from deepmmsearch.models.build import write_prompt_style
     from deepmmsearch.protocol import PromptStyle, system_prompt
+    from deepmmsearch.runner import resolve_agent_config
 
-    def episode(trained_in=None, configured=""):
+    write_prompt_style(tmp_path, PromptStyle.SHORT)  # as SFT leaves it beside a model trained on short-style data
+
+    def episode(model, configured=""):
+        config = resolve_agent_config(model, AgentConfig(prompts=configured))  # where the agent is built, once
         policy = ScriptedPolicy([text("Risbel Ibex"), answer("38 m")])
-        policy.prompts = trained_in
-        return asyncio.run(Agent(policy, toolbox, AgentConfig(prompts=configured)).run(question)).messages
+        return asyncio.run(Agent(policy, toolbox, config).run(question)).messages
 
-    full = episode()
+    full = episode("openai:m@http://127.0.0.1:9/v1")
     assert full[0].text == system_prompt(PromptStyle.FULL) and full[3].text.startswith("<information>")
-    short = episode(PromptStyle.SHORT)
+    short = episode(f"hf:{tmp_path}")
     assert short[0].text == system_prompt(PromptStyle.SHORT)
     assert short[3].text.startswith("Tool calls left: 9.") and short[3].text.endswith("</information>")
-    assert episode(PromptStyle.SHORT, "full")[0].text == system_prompt(PromptStyle.FULL)
-    with pytest.raises(ValueError, match=r"agent.prompts must be one of full, short"):
+    assert episode(f"hf:{tmp_path}", "full")[0].text == system_prompt(PromptStyle.FULL)
+    assert episode(f"hf:{tmp_path / 'untrained'}")[0].text == system_prompt(PromptStyle.FULL)
+    with pytest.raises(ConfigError, match=r"agent.prompts must be one of full, short"):
         AgentConfig(prompts="terse")
 
 

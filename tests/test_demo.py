@@ -90,17 +90,17 @@ def test_the_demo_trains_with_the_shipped_recipes_changing_only_folders_and_size
 
     from deepmmsearch.demo import DemoConfig, recipe, stage_configs
 
-    run = {"model", "out", "seed", "save_steps"}
+    run = {"model", "out", "schedule.seed", "schedule.save_steps"}
     allowed = {
         "align": run | {"captions", "rows", "tower_steps"},
         "sft": run | {"data"},
         "grpo": run
-        | {"questions", "tools.kb", "tools.cache_path", "limit", "max_steps", "num_generations"}
-        | {"questions_per_step", "per_device_batch_size"},
+        | {"questions", "tools.kb", "tools.cache_path", "limit", "schedule.max_steps", "num_generations"}
+        | {"questions_per_step", "schedule.per_device_batch_size"},
     }
     for config in (DemoConfig(seed=3), DemoConfig.quick(seed=3)):
         for stage, built in stage_configs(tmp_path, config).items():
             shipped, used = _flat(asdict(recipe(stage))), _flat(asdict(built))
             changed = {key for key in shipped if used[key] != shipped[key]}
             assert changed <= allowed[stage], (stage, changed - allowed[stage])
-            assert used["seed"] == 3 and used["out"] == str(tmp_path / stage)
+            assert used["schedule.seed"] == 3 and used["out"] == str(tmp_path / stage)

@@ -1,10 +1,15 @@
 import random
+import re
 import string
 
 import pytest
 
+from deepmmsearch.errors import ConfigError
 from deepmmsearch.protocol import (
     GIVE_UP_ANSWER,
+    REPLY_TAGS,
+    STOP_STRINGS,
+    TAG_TOKENS,
     Action,
     ActionKind,
     EpisodeState,
@@ -18,7 +23,6 @@ from deepmmsearch.protocol import (
     neutralize,
     next_step_instruction,
     parse,
-    prompt_style_of,
     render_action,
     render_observation,
     rule_violation,
@@ -178,10 +182,8 @@ def test_short_style_puts_the_result_last_with_its_lead_line_last():
     assert "<answer>" not in render_observation(attack, state, Rules(), PromptStyle.SHORT).split("<information>")[1]
 
 
-def test_each_style_is_told_by_its_system_prompt():
-    for style in PromptStyle:
-        assert prompt_style_of(system_prompt(style)) is style
-    assert prompt_style_of("You are a helpful assistant.") is None
+def test_the_short_system_prompt_is_a_fifth_of_the_full_one():
+    assert system_prompt(PromptStyle.SHORT) != system_prompt(PromptStyle.FULL)
     assert len(system_prompt(PromptStyle.SHORT)) < len(system_prompt(PromptStyle.FULL)) / 5
 
 
@@ -193,6 +195,20 @@ def test_observations_neutralize_imitated_tags():
     assert neutralize("< /reason>") == "‹ /reason>"
 
 
+def test_the_tag_lists_are_the_grammars_tags():
+    written = " ".join(
+        [system_prompt(), render_observation("x", EpisodeState(), Rules())]
+        + [render_action(Action(kind, "q", "r")) for kind in ActionKind]
+    )
+    assert set(re.findall(r"</?[a-z_]+>", written)) == set(TAG_TOKENS)
+    assert all(neutralize(tag) != tag for tag in TAG_TOKENS)
+    assert set(REPLY_TAGS) == set(TAG_TOKENS) - {"<information>", "</information>"}
+    assert all(
+        complete_stopped_reply(f"<reason>r</reason>{stop[:-1].replace('/', '')}>x").endswith(stop)
+        for stop in STOP_STRINGS
+    )
+
+
 def test_complete_stopped_reply():
     assert complete_stopped_reply("<reason>r</reason><answer>Paris") == "<reason>r</reason><answer>Paris</answer>"
     assert complete_stopped_reply("<reason>r</reason><answer>Paris</answer>").endswith("</answer>")
@@ -200,5 +216,5 @@ def test_complete_stopped_reply():
 
 
 def test_rules_reject_nonsense():
-    with pytest.raises(ValueError, match="max_tool_calls"):
+    with pytest.raises(ConfigError, match="max_tool_calls"):
         Rules(max_tool_calls=0)

@@ -1,21 +1,23 @@
 """The agent loop: question -> (policy turn, tool call)* -> answer, recorded as a trajectory.
 
 Many episodes run at once on one event loop: their generation requests are gathered into batches for the
-policy, and their tool calls overlap. The loop, not the model, enforces the rules of the protocol.
+policy, and their tool calls overlap. The loop, not the model, enforces the rules of the protocol. It is the only
+episode loop: the evaluation baselines (direct answer, RAG workflow) are plans of it that open differently and take
+one answering reply (:class:`EpisodePlan`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 from PIL import Image
 
-from deepmmsearch.errors import ContextLimitError, InputError, PolicyError
+from deepmmsearch.errors import ConfigError, ContextLimitError, InputError, PolicyError
 from deepmmsearch.images import load_image
-from deepmmsearch.policies.base import Conversation, Generation, Policy
+from deepmmsearch.policies.base import Conversation, Generation, Policy, episode_id
 from deepmmsearch.protocol import (
     Action,
     ActionKind,
@@ -32,7 +34,7 @@ from deepmmsearch.protocol import (
     rule_violation,
     system_prompt,
 )
-from deepmmsearch.records import Message, Question, Trajectory
+from deepmmsearch.records import Message, Question, ToolResult, Trajectory
 from deepmmsearch.tools.toolbox import Toolbox
 
 
@@ -44,7 +46,9 @@ class AgentConfig:
         metadata={"help": "per generation request, from when the policy starts on it (time queued not counted)"},
     )
     episode_timeout_s: float = field(default=1800.0, metadata={"help": "per episode, all turns included"})
-    max_concurrent_episodes: int = field(default=64, metadata={"help": "episodes in flight at once"})
+    max_concurrent_episodes: int = field(
+        default=64, metadata={"help": "episodes in flight at once", "aliases": ("--workers",)}
+    )
     max_episode_tokens: int | None = field(
         default=None,
         metadata={"help": "tokens an episode may add after its opening prompt: replies and tool results (None: any)"},
@@ -54,18 +58,24 @@ class AgentConfig:
     )
     prompts: str = field(
         default="",
-        metadata={"help": "prompt style, full or short; empty: the one the model was trained with, else full"},
+        metadata={
+            "help": "prompt style, full or short; empty: the one the model was trained with, else full",
+            "aliases": ("--prompts",),
+        },
     )
 
     def __post_init__(self) -> None:
+        if self.max_concurrent_episodes < 1:
+            raise ConfigError(f"agent.max_concurrent_episodes must be at least 1, got {self.max_concurrent_episodes}")
         if self.max_episode_tokens is not None and self.max_episode_tokens < 1:
-            raise ValueError(f"agent.max_episode_tokens must be at least 1, got {self.max_episode_tokens}")
+            raise ConfigError(f"agent.max_episode_tokens must be at least 1, got {self.max_episode_tokens}")
         if self.prompts and self.prompts not in set(PromptStyle):
-            raise ValueError(f"agent.prompts must be one of {', '.join(PromptStyle)} (or empty), got {self.prompts!r}")
+            raise ConfigError(f"agent.prompts must be one of {', '.join(PromptStyle)} (or empty), got {self.prompts!r}")
 
     def prompt_style(self, trained: PromptStyle | None = None) -> PromptStyle:
         """The style episodes are prompted in: the configured one, else the one the model was ``trained`` in, else
-        full."""
+        full. The code that builds an agent reads ``trained`` where the model records it, once, and sets ``prompts``
+        (:func:`deepmmsearch.runner.resolve_agent_config`): the agent and the policy never look for it."""
         return PromptStyle(self.prompts) if self.prompts else trained or PromptStyle.FULL
 
 
@@ -181,13 +191,87 @@ class GenerationBatcher:
                 future.set_result(generation)
 
 
-class Agent:
-    """Runs episodes of a policy with a toolbox under the protocol's rules."""
+@dataclass
+class Episode:
+    """An episode in progress: what its opening and its turns read and write."""
 
-    def __init__(self, policy: Policy, toolbox: Toolbox, config: AgentConfig | None = None) -> None:
+    trajectory: Trajectory
+    image: Image.Image
+    toolbox: Toolbox | None
+    rules: Rules
+    style: PromptStyle
+    state: EpisodeState = field(default_factory=EpisodeState)
+
+    @property
+    def question(self) -> Question:
+        return self.trajectory.question
+
+    @property
+    def messages(self) -> list[Message]:
+        return self.trajectory.messages
+
+    async def call_tools(self, actions: Sequence[Action]) -> list[ToolResult]:
+        """Run tool calls concurrently, then book each in the trajectory (time, count, cache) in the order given."""
+        if self.toolbox is None:
+            raise RuntimeError("this episode has no toolbox")
+        question, toolbox = self.question, self.toolbox
+        results = await asyncio.gather(
+            *(toolbox.run(a, question.question, self.image, question.image) for a in actions)
+        )
+        trajectory = self.trajectory
+        for action, result in zip(actions, results, strict=True):
+            trajectory.timings["tools_s"] += result.latency_s
+            trajectory.tool_calls[action.kind.value] = trajectory.tool_calls.get(action.kind.value, 0) + 1
+            cache_key = "hits" if result.cached else "misses"
+            trajectory.cache[cache_key] = trajectory.cache.get(cache_key, 0) + 1
+        return list(results)
+
+
+Opening = Callable[[Episode], Awaitable[None]]
+
+
+async def protocol_opening(episode: Episode) -> None:
+    """The agent protocol's opening: the system prompt, then what may be done first and the question."""
+    question, style = episode.question, episode.style
+    episode.messages.append(Message("system", system_prompt(style)))
+    first = first_turn_prompt(question.question, episode.state, episode.rules, style)
+    episode.messages.append(Message("user", first, image=question.image))
+
+
+@dataclass(frozen=True)
+class EpisodePlan:
+    """What kind of episode the loop runs: how it opens, and what the model may do after the opening.
+
+    The agent protocol (:data:`AGENT_PLAN`) lets the model call tools until it answers; the paper's baselines
+    (``deepmmsearch.eval.modes``) open their own way and take a single reply, which must answer.
+    """
+
+    name: str
+    opening: Opening
+    uses_tools: bool = True  # the episode calls tools (in its opening or its turns): it needs a toolbox
+    answer_only: bool = False  # one reply, which must answer; an invalid one ends the episode, no second try
+
+
+AGENT_PLAN = EpisodePlan("agent", protocol_opening)
+
+
+class Agent:
+    """Runs episodes of a policy with a toolbox under the protocol's rules, as the plan says (the agent protocol by
+    default)."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        toolbox: Toolbox | None,
+        config: AgentConfig | None = None,
+        plan: EpisodePlan = AGENT_PLAN,
+    ) -> None:
+        if plan.uses_tools and toolbox is None:
+            raise ValueError(f"{plan.name} episodes call tools: give the agent a toolbox")
         self.policy = policy
         self.toolbox = toolbox
         self.config = config or AgentConfig()
+        self.plan = plan
         self._batcher: tuple[asyncio.AbstractEventLoop, GenerationBatcher] | None = None
 
     def batcher(self) -> GenerationBatcher:
@@ -219,15 +303,9 @@ class Agent:
 
         async def one(index: int, question: Question) -> Trajectory:
             async with limit:
-                image = images[index]
-                try:
-                    if image is None:
-                        image = await asyncio.to_thread(load_image, question.image)
-                except InputError as e:
-                    trajectory = Trajectory(question, self.policy.name, stop_reason=StopReason.INPUT_ERROR.value)
-                    trajectory.error = str(e)
-                else:
-                    trajectory = await self._episode(question, image, batcher, f"{question.id}#{index}", on_message)
+                trajectory = await self._episode(
+                    question, images[index], batcher, episode_id(question.id, index), on_message
+                )
             if on_done is not None:
                 on_done(trajectory)
             return trajectory
@@ -237,7 +315,7 @@ class Agent:
     async def _episode(
         self,
         question: Question,
-        image: Image.Image,
+        image: Image.Image | None,
         batcher: GenerationBatcher,
         episode_id: str,
         on_message: MessageHook | None,
@@ -247,32 +325,36 @@ class Agent:
             trajectory.messages = _ObservedList(lambda m: on_message(trajectory, m))
         start = time.perf_counter()
         try:
-            async with asyncio.timeout(self.config.episode_timeout_s):
-                await self._turns(trajectory, image, batcher, episode_id)
-        except TimeoutError:
-            trajectory.stop_reason = StopReason.TIMEOUT.value
-            trajectory.error = f"the episode ran past {self.config.episode_timeout_s:g} s"
-        finally:
-            self.policy.end_episode(episode_id)
+            if image is None:
+                image = await asyncio.to_thread(load_image, question.image)
+        except InputError as e:
+            trajectory.stop_reason, trajectory.error = StopReason.INPUT_ERROR.value, str(e)
+        else:
+            rules = self.config.rules
+            if self.plan.answer_only:
+                rules = replace(rules, max_turns=1, max_consecutive_errors=1)
+            style = self.config.prompt_style()
+            episode = Episode(trajectory, image, self.toolbox, rules, style)
+            trajectory.timings.update(policy_s=0.0, tools_s=0.0)
+            trajectory.tokens.update(prompt=0, completion=0)
+            try:
+                async with asyncio.timeout(self.config.episode_timeout_s):
+                    await self.plan.opening(episode)
+                    await self._turns(episode, batcher, episode_id)
+            except TimeoutError:
+                trajectory.stop_reason = StopReason.TIMEOUT.value
+                trajectory.error = f"the episode ran past {self.config.episode_timeout_s:g} s"
+            finally:
+                self.policy.end_episode(episode_id)
         trajectory.timings["total_s"] = time.perf_counter() - start
         return trajectory
 
-    async def _turns(
-        self, trajectory: Trajectory, image: Image.Image, batcher: GenerationBatcher, episode_id: str
-    ) -> None:
-        rules = self.config.rules
-        state = EpisodeState()
-        question = trajectory.question
+    async def _turns(self, episode: Episode, batcher: GenerationBatcher, episode_id: str) -> None:
+        rules, state, style = episode.rules, episode.state, episode.style
+        trajectory = episode.trajectory
         messages = trajectory.messages
-        style = self.config.prompt_style(self.policy.prompts)
-        messages.append(Message("system", system_prompt(style)))
-        messages.append(
-            Message("user", first_turn_prompt(question.question, state, rules, style), image=question.image)
-        )
-        timings = trajectory.timings
-        timings.update(policy_s=0.0, tools_s=0.0)
-        tokens = trajectory.tokens
-        tokens.update(prompt=0, completion=0)
+        answer_only = self.plan.answer_only
+        timings, tokens = trajectory.timings, trajectory.tokens
         consecutive_errors = 0
         budget = self.config.max_episode_tokens
         opening: int | None = None  # tokens of the opening prompt, told by the first reply's prompt count
@@ -285,7 +367,7 @@ class Agent:
             if trajectory.turns >= rules.max_turns:
                 return stop(StopReason.MAX_TURNS)
             t0 = time.perf_counter()
-            conversation = Conversation(episode_id, list(messages), image, question)
+            conversation = Conversation(episode_id, list(messages), episode.image, answer_only=answer_only)
             if budget is not None:  # the episode's token budget bounds this reply
                 if opening is None:
                     conversation.max_new_tokens = budget
@@ -310,7 +392,9 @@ class Agent:
             tokens["completion"] += generation.completion_tokens or 0
             text = clean_text(generation.text)
             parsed = parse(text, rules)
-            violation = rule_violation(parsed, state, rules) if not isinstance(parsed, FormatError) else None
+            violation = (
+                rule_violation(parsed, state, rules, answer_only) if not isinstance(parsed, FormatError) else None
+            )
             reply = assistant_message(
                 text, parsed, parsed.message if isinstance(parsed, FormatError) else violation, generation, latency
             )
@@ -339,10 +423,6 @@ class Agent:
                 if used >= budget:  # no reply could follow the tool's result
                     return stop(StopReason.CONTEXT_LIMIT, f"the episode used its budget of {budget} tokens")
 
-            result = await self.toolbox.run(action, question.question, image, question.image)
-            timings["tools_s"] += result.latency_s
+            (result,) = await episode.call_tools([action])
             state.record(action.kind)
-            trajectory.tool_calls[action.kind.value] = trajectory.tool_calls.get(action.kind.value, 0) + 1
-            cache_key = "hits" if result.cached else "misses"
-            trajectory.cache[cache_key] = trajectory.cache.get(cache_key, 0) + 1
             messages.append(Message("user", render_observation(result.observation, state, rules, style), tool=result))

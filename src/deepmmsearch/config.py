@@ -1,12 +1,13 @@
-"""Typed configuration: dataclasses filled from YAML files and overridden by flags.
+"""Typed configuration: dataclasses filled from YAML files and overridden by flags, and the cache folder.
 
 Every component declares its own config dataclass with help text on each field; this module only reads
-them, rejecting unknown keys with the list of known ones.
+them, rejecting unknown keys with the list of known ones, and lists their fields for the CLI to make flags of.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from pathlib import Path
@@ -17,8 +18,11 @@ from deepmmsearch.errors import ConfigError
 T = TypeVar("T")
 
 
-def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "config") -> T:
-    """Build dataclass ``cls`` from nested dicts; unknown keys and bad values are one clear error."""
+def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "config", base: Any = None) -> T:
+    """Build dataclass ``cls`` from nested dicts; unknown keys and bad values are one clear error.
+
+    A key left out keeps ``base``'s value when given, else the field's default; a section given in part keeps the
+    rest of its default (a config's own ``lora`` defaults survive ``lora: {rank: 4}``)."""
     data = data or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
@@ -27,18 +31,25 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "config") 
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    values = {}
+    values = {name: getattr(base, name) for name in known} if base is not None else {}
     for name, value in data.items():
         hint = hints[name]
         nested = _dataclass_in(hint)
         if nested and isinstance(value, dict):
-            values[name] = from_dict(nested, value, f"{where}.{name}")
+            inner = values[name] if name in values else _default(known[name])
+            values[name] = from_dict(nested, value, f"{where}.{name}", inner if isinstance(inner, nested) else None)
         else:
             values[name] = _scalar(hint, value, f"{where}.{name}")
     try:
         return cls(**values)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ConfigError) as e:
         raise ConfigError(f"{where}: {e}") from None
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
 
 
 def _scalar(hint: Any, value: Any, where: str) -> Any:
@@ -85,14 +96,57 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(cls: type[T], path: str | Path | None, overrides: dict[str, Any] | None = None) -> T:
-    """Read ``cls`` from a YAML file (or defaults), then apply dotted-key overrides such as ``tools.k``."""
+    """Read ``cls`` from a YAML file (or defaults), then apply ``overrides``, nested like the YAML (``{"tools":
+    {"k": 3}}``); a None value means "not given" and keeps the file's."""
     data = load_yaml(path) if path else {}
-    for dotted, value in (overrides or {}).items():
-        if value is None:
+    return from_dict(cls, _merged(data, overrides or {}), str(path) if path else "config")
+
+
+def _merged(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(data)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        elif value is not None:
+            merged[key] = value
+    return merged
+
+
+@dataclasses.dataclass(frozen=True)
+class Leaf:
+    """One scalar field of a config tree, as a flag sees it."""
+
+    path: tuple[str, ...]  # ("tools", "web", "allow_private")
+    kind: type  # bool, int, float or str
+    help: str
+    default: Any
+    aliases: tuple[str, ...]  # more flag spellings, from the field's metadata
+
+
+def leaves(cls: type, prefix: tuple[str, ...] = (), defaults: Any = None) -> list[Leaf]:
+    """Every bool, int, float or str field of ``cls`` and of its sections, depth first, with its default as the
+    owning config sets it; fields of other types (a mapping, say) are left to YAML."""
+    hints = typing.get_type_hints(cls)
+    found = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        default = getattr(defaults, f.name) if defaults is not None else _default(f)
+        nested = _dataclass_in(hint)
+        if nested is not None:
+            found += leaves(nested, (*prefix, f.name), default if isinstance(default, nested) else None)
             continue
-        node = data
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return from_dict(cls, data, str(path) if path else "config")
+        kinds = set(typing.get_args(hint)) if isinstance(hint, types.UnionType) else {hint}
+        kinds.discard(type(None))
+        if len(kinds) == 1 and (kind := kinds.pop()) in (bool, int, float, str):
+            aliases = tuple(f.metadata.get("aliases", ()))
+            found.append(Leaf((*prefix, f.name), kind, f.metadata.get("help", ""), default, aliases))
+    return found
+
+
+def cache_dir() -> Path:
+    """Where built indexes, caches and fetched models live: ``$DMMS_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/deepmmsearch``, else ``~/.cache/deepmmsearch``."""
+    if os.environ.get("DMMS_CACHE_DIR"):
+        return Path(os.environ["DMMS_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "deepmmsearch"

@@ -47,7 +47,7 @@ class DemoConfig:
     grpo_questions: int = field(default=20, metadata={"help": "search questions GRPO rolls out on, each many times"})
     grpo_questions_per_step: int = field(default=2, metadata={"help": "questions per GRPO step"})
     grpo_group: int = field(default=4, metadata={"help": "GRPO rollouts per question"})
-    # Two rollouts per forward pass: eight of ~1,000 tokens with a 49k-token vocabulary ran out of 24 GiB.
+    # Two rollouts per forward pass: eight of ~1,000 tokens with a 49k-token vocabulary do not fit in 24 GiB.
     grpo_batch: int = field(default=2, metadata={"help": "GRPO rollouts per forward pass"})
     test_questions: int = field(default=240, metadata={"help": "test questions each system answers"})
     eval_workers: int = field(default=2, metadata={"help": "systems evaluated at once, each in a process of its own"})
@@ -154,10 +154,10 @@ RECIPES = {"align": "align-smollm2-cpu", "sft": "sft-smollm2-cpu", "grpo": "grpo
 NO_CHECKPOINTS = 10_000  # save_steps past every stage's end: the demo keeps only final/, a stage cut short runs anew
 
 
-def recipe(stage: str, **overrides: Any) -> Any:
-    """The training config of ``stage`` (align, sft or grpo) as ``configs/<name>.yaml`` states it, with dotted-key
-    ``overrides``. The configs ship inside the package (``deepmmsearch/configs`` is the repository's ``configs/``),
-    so a wheel finds them as a clone does."""
+def recipe(stage: str, overrides: dict[str, Any] | None = None) -> Any:
+    """The training config of ``stage`` (align, sft or grpo) as ``configs/<name>.yaml`` states it, with
+    ``overrides`` nested like the YAML. The configs ship inside the package (``deepmmsearch/configs`` is the
+    repository's ``configs/``), so a wheel finds them as a clone does."""
     from importlib.resources import files
 
     from deepmmsearch.config import load_config
@@ -170,7 +170,7 @@ def recipe(stage: str, **overrides: Any) -> Any:
 
 def _tool_paths(world: Path) -> dict[str, str]:
     # One tool cache per demo folder: re-runs and the five evaluations replay searches for free.
-    return {"tools.kb": str(world / "kb"), "tools.cache_path": str(world.parent / "tools.sqlite")}
+    return {"kb": str(world / "kb"), "cache_path": str(world.parent / "tools.sqlite")}
 
 
 def _run_config(world: Path) -> Any:
@@ -178,13 +178,17 @@ def _run_config(world: Path) -> Any:
     trained and every system evaluated with the same tools."""
     from deepmmsearch.runner import RunConfig
 
-    return RunConfig(tools=recipe("grpo", **_tool_paths(world)).tools)
+    return RunConfig(tools=recipe("grpo", {"tools": _tool_paths(world)}).tools)
 
 
 def _eval_run_config(world: Path) -> Any:
+    import dataclasses
+
     run_config = _run_config(world)
     # The reply length GRPO trains with: the student's replies are short, and a runaway one stops sooner.
-    run_config.sampling.max_new_tokens = recipe("grpo").max_new_tokens
+    run_config.sampling.max_new_tokens = recipe("grpo").sampling.max_new_tokens
+    # Greedy decoding repeats an invalid reply: no episode recovered after one (0 of 112 retried, seed 0).
+    run_config.agent.rules = dataclasses.replace(run_config.agent.rules, max_consecutive_errors=1)
     return run_config
 
 
@@ -228,26 +232,32 @@ def stage_configs(out: Path, config: DemoConfig) -> dict[str, Any]:
     """The align, SFT and GRPO configs the demo trains with: the ready-made recipes, given the demo's folders, seed
     and sizes, and no intermediate checkpoints."""
     world = out / "world"
-    common = {"seed": config.seed, "save_steps": NO_CHECKPOINTS}
-    align = {"rows": config.align_pictures, "tower_steps": config.tower_steps}
-    grpo = {
-        "num_generations": config.grpo_group,
-        "questions_per_step": config.grpo_questions_per_step,
-        "per_device_batch_size": config.grpo_batch,
-        "max_steps": config.grpo_steps,
-        "limit": config.grpo_questions,
-        **_tool_paths(world),
-    }
     folders = {
         "align": {"model": out / "model-init", "captions": world / "captions.jsonl", "out": out / "align"},
         "sft": {"model": out / "align" / "final", "data": out / "data", "out": out / "sft"},
         "grpo": {"model": out / "sft" / "final", "questions": world / "questions" / "train.jsonl", "out": out / "grpo"},
     }
-    sizes = {"align": align, "sft": {}, "grpo": grpo}
-    return {
-        stage: recipe(stage, **{key: str(path) for key, path in folders[stage].items()}, **common, **sizes[stage])
-        for stage in RECIPES
+    sizes: dict[str, dict[str, Any]] = {
+        "align": {"rows": config.align_pictures, "tower_steps": config.tower_steps},
+        "sft": {},
+        "grpo": {
+            "num_generations": config.grpo_group,
+            "questions_per_step": config.grpo_questions_per_step,
+            "limit": config.grpo_questions,
+            "tools": _tool_paths(world),
+        },
     }
+    schedules: dict[str, dict[str, Any]] = {
+        "align": {},
+        "sft": {},
+        "grpo": {"per_device_batch_size": config.grpo_batch, "max_steps": config.grpo_steps},
+    }
+    configs = {}
+    for stage in RECIPES:
+        schedule = {"seed": config.seed, "save_steps": NO_CHECKPOINTS, **schedules[stage]}
+        paths = {key: str(path) for key, path in folders[stage].items()}
+        configs[stage] = recipe(stage, {**paths, **sizes[stage], "schedule": schedule})
+    return configs
 
 
 def _align(out: Path, config: DemoConfig) -> None:

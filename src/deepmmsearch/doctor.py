@@ -202,7 +202,7 @@ def _tools(out: Path) -> Any:
 
 def _sft(out: Path, device: str) -> str:
     from deepmmsearch.train.common import world_size
-    from deepmmsearch.train.config import LoraSettings, TrainSFTConfig
+    from deepmmsearch.train.config import LoraSettings, Schedule, TrainSFTConfig
     from deepmmsearch.train.sft import train_sft
 
     config = TrainSFTConfig(
@@ -210,13 +210,9 @@ def _sft(out: Path, device: str) -> str:
         data=str(out / "data"),
         out=str(out / "sft"),
         lora=LoraSettings(enabled=True, rank=4, alpha=8),
-        max_steps=1,
-        learning_rate=1e-3,
         global_batch_size=world_size(),
-        per_device_batch_size=1,
         max_length=4096,
-        device=device,
-        save_steps=1000,
+        schedule=Schedule(max_steps=1, learning_rate=1e-3, per_device_batch_size=1, device=device, save_steps=1000),
     )
     summary = train_sft(config)
     return f"1 step, loss {summary['train_loss']:.3g}, LoRA merged into {summary['final']}"
@@ -248,9 +244,11 @@ def _reload(out: Path, device: str) -> str:
 
 def _grpo(out: Path, device: str, use_vllm: bool) -> str:
     from deepmmsearch.agent import AgentConfig
+    from deepmmsearch.policies import SamplingConfig
+    from deepmmsearch.policies.vllm import VLLMConfig
     from deepmmsearch.protocol import Rules
     from deepmmsearch.train.common import world_size
-    from deepmmsearch.train.config import LoraSettings, TrainGRPOConfig
+    from deepmmsearch.train.config import LoraSettings, Schedule, TrainGRPOConfig
     from deepmmsearch.train.grpo import train_grpo
 
     config = TrainGRPOConfig(
@@ -259,22 +257,16 @@ def _grpo(out: Path, device: str, use_vllm: bool) -> str:
         out=str(out / ("grpo-vllm" if use_vllm else "grpo")),
         lora=LoraSettings(enabled=False),  # full fine-tuning: the reference model is built and placed
         tools=_tools(out),
-        agent=AgentConfig(rules=Rules(max_turns=2)),
+        agent=AgentConfig(rules=Rules(max_turns=2), max_episode_tokens=256),
+        sampling=SamplingConfig(temperature=1.0, max_new_tokens=16),
+        vllm=VLLMConfig(gpu_memory_utilization=0.2, max_model_len=2048, guided=False),
         num_generations=2,
         questions_per_step=world_size(),
-        per_device_batch_size=2,
-        learning_rate=1e-4,
-        warmup_steps=0,
-        max_steps=1,
         limit=4 * world_size(),
-        max_new_tokens=16,
-        max_episode_tokens=256,
-        guided=not use_vllm,
         use_vllm=use_vllm,
-        vllm_gpu_memory_utilization=0.2,
-        vllm_max_model_length=2048,
-        device=device,
-        save_steps=1000,
+        schedule=Schedule(
+            max_steps=1, learning_rate=1e-4, warmup=0, per_device_batch_size=2, device=device, save_steps=1000
+        ),
     )
     summary = train_grpo(config)
     rollouts = "vLLM" if use_vllm else "in-process"

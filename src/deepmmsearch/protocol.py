@@ -21,6 +21,8 @@ from enum import StrEnum
 
 import regex
 
+from deepmmsearch.errors import ConfigError
+
 GIVE_UP_ANSWER = "Unable to answer due to lack of relevant information"
 # The lead lines of search results as the extractive summarizer writes them, "Best match: <top image result's
 # title>" and "Most relevant: <the sentence closest to the question>": the oracle teacher quotes them, so a
@@ -103,9 +105,9 @@ class Rules:
             "max_query_chars",
         ):
             if getattr(self, name) < 1:
-                raise ValueError(f"rules.{name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"rules.{name} must be at least 1, got {getattr(self, name)}")
         if self.max_image_searches < 0:
-            raise ValueError(f"rules.max_image_searches must be 0 or more, got {self.max_image_searches}")
+            raise ConfigError(f"rules.max_image_searches must be 0 or more, got {self.max_image_searches}")
 
 
 # ---------------------------------------------------------------------------------------------- rendering
@@ -116,7 +118,8 @@ _ACTION_TAG = {
     ActionKind.TEXT_SEARCH: "text_search",
     ActionKind.ANSWER: "answer",
 }
-STOP_STRINGS = ("</img_search>", "</text_search>", "</answer>")  # generation may stop right after these
+_ACTION_TAGS = ("img_search", "text_search", "answer")
+STOP_STRINGS = tuple(f"</{tag}>" for tag in _ACTION_TAGS)  # generation may stop right after these
 
 
 def render_action(action: Action) -> str:
@@ -127,7 +130,13 @@ def render_action(action: Action) -> str:
     return f"{reason}<{tag}>{body}</{tag}>"
 
 
-_TAG_NAMES = ("reason", "img_search", "text_search", "answer", "information", "img")
+_TAG_NAMES = ("reason", *_ACTION_TAGS, "information", "img")
+# Every tag of the grammar as written: each block's opening and closing tag, then the whole-image marker. A small
+# vocabulary holds each as one token.
+TAG_TOKENS: tuple[str, ...] = (
+    *(f"{mark}{name}>" for name in _TAG_NAMES if name != "img" for mark in ("<", "</")),
+    "<img>",
+)
 # Known tags are matched case-insensitively so that "<ANSWER>" neither slips through as text nor crashes.
 _TAG_RE = re.compile(r"<\s*(/?)\s*(" + "|".join(_TAG_NAMES) + r")\s*>", re.IGNORECASE)
 _NEUTRALIZE_RE = re.compile(r"<(\s*/?\s*(?:" + "|".join(_TAG_NAMES) + r")\b)", re.IGNORECASE)
@@ -236,7 +245,7 @@ _WHOLE_IMAGE_RE = re.compile(r"\s*<\s*img\s*/?\s*>(\s*<\s*/\s*img\s*>)?\s*", re.
 
 def complete_stopped_reply(text: str) -> str:
     """Re-append the closing tag that a stop sequence swallowed (servers drop the matched stop string)."""
-    opened = [m for m in _TAG_RE.finditer(text) if m.group(2).lower() in ("img_search", "text_search", "answer")]
+    opened = [m for m in _TAG_RE.finditer(text) if m.group(2).lower() in _ACTION_TAGS]
     if opened and not opened[-1].group(1):
         return text + f"</{opened[-1].group(2).lower()}>"
     return text
@@ -252,10 +261,7 @@ REPLY_PATTERN = (
     rf"|<text_search>{_FREE_TEXT}</text_search>|<answer>{_FREE_TEXT}</answer>)"
 )
 _REPLY_RE = regex.compile(REPLY_PATTERN)
-REPLY_TAGS = (  # every tag a reply may hold, for guided decoding
-    *("<reason>", "</reason>", "<img_search>", "<img>", "</img_search>"),
-    *("<text_search>", "</text_search>", "<answer>", "</answer>"),
-)
+REPLY_TAGS = tuple(t for t in TAG_TOKENS if "information" not in t)  # every tag a reply may hold, for guiding
 
 
 def is_reply_prefix(text: str) -> bool:
@@ -298,8 +304,11 @@ def allowed_actions(state: EpisodeState, rules: Rules) -> list[ActionKind]:
     return allowed
 
 
-def rule_violation(action: Action, state: EpisodeState, rules: Rules) -> str | None:
-    """Why this action breaks a rule now, or None when it is allowed."""
+def rule_violation(action: Action, state: EpisodeState, rules: Rules, answer_only: bool = False) -> str | None:
+    """Why this action breaks a rule now, or None when it is allowed. ``answer_only``: an episode with no tools for
+    the model (the baselines), whose reply must answer."""
+    if answer_only and action.kind.is_tool:
+        return "no tools in this mode; the reply must end with <answer>...</answer>"
     if action.kind.is_tool and state.tool_calls >= rules.max_tool_calls:
         return f"all {rules.max_tool_calls} tool calls are spent; you must answer now"
     if action.kind.is_image and state.image_searches >= rules.max_image_searches:
@@ -332,15 +341,15 @@ _ACTION_HELP = {
 
 
 class PromptStyle(StrEnum):
-    """How the prompts are worded. A model answers best under the style it was trained with, so SFT and GRPO save
-    it beside the weights and the agent reads it there.
+    """How the prompts are worded. A model answers best under the style it was trained with: the data build records
+    it beside the data, SFT and GRPO keep it beside the weights, and the code that builds an agent reads it there.
 
     - ``full``: the system prompt explains the actions and the rules, and every turn spells out what may come next,
       for any model (a prompted one included).
     - ``short``: for a small model trained on the protocol: a one-sentence system prompt, and every tool result
       comes last in its turn, after a one-line note of what may come next, with its lead line last. The reply then
       starts a few tokens after the line it quotes, not some 200: a small model copies better from near than from
-      far, and its conversations are a quarter shorter (docs/training.md, "Known limits").
+      far, and its conversations are a quarter shorter (docs/training.md, "Why these settings").
     """
 
     FULL = "full"
@@ -363,17 +372,11 @@ def system_prompt(style: PromptStyle = PromptStyle.FULL) -> str:
     return template.format(give_up=GIVE_UP_ANSWER)
 
 
-def prompt_style_of(system_text: str) -> PromptStyle | None:
-    """The style whose system prompt this is, or None (a prompt of someone else's data)."""
-    return next((style for style in PromptStyle if system_prompt(style) == system_text), None)
-
-
 def first_turn_prompt(question: str, state: EpisodeState, rules: Rules, style: PromptStyle = PromptStyle.FULL) -> str:
     """The user turn that opens an episode: what may be done first, then the question.
 
-    The question comes last, right before the reply that has to say what it asks for: measured on a small model
-    trained from scratch, with the teacher's reply opening on "Wanted: ...", that choice was right for 41 of 80 test
-    questions, against 14 with the question first and "Wanted" at the end of the reason."""
+    The question comes last, right before the reply that has to say what it asks for: a small model copies better
+    from a few tokens back."""
     return f"{next_step_instruction(state, rules, style)}\n\nQuestion: {question}"
 
 

@@ -1,4 +1,4 @@
-"""The records that flow through the system: questions, messages, tool results and trajectories.
+"""The records that flow through the system: questions, search hits, messages, tool results and trajectories.
 
 All are JSON-serializable and round-trip losslessly; fields a record does not know are kept in ``extra``
 and written back, never dropped.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,6 +54,53 @@ class Question:
         if isinstance(known.get("answers"), str):
             known["answers"] = [known["answers"]]
         return cls(**known, extra=extra)
+
+
+@dataclass
+class TextHit:
+    """One text search result."""
+
+    title: str
+    url: str
+    text: str  # the passage or snippet
+    score: float | None = None
+
+    def to_source(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ImageHit:
+    """One image search result: a page whose image looks like the query image."""
+
+    title: str
+    url: str  # the page the image appears on
+    description: str = ""
+    image: str | None = None  # where the matched image itself lives
+    score: float | None = None
+
+    def to_source(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Box:
+    """A region of the input image in pixels, (x0, y0) inclusive and (x1, y1) exclusive."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    label: str = ""
+
+    def as_list(self) -> list[int]:
+        return [self.x0, self.y0, self.x1, self.y1]
+
+    def clip(self, width: int, height: int) -> Box | None:
+        """The box limited to the image, or None when nothing of it is left."""
+        x0, y0 = max(0, self.x0), max(0, self.y0)
+        x1, y1 = min(width, self.x1), min(height, self.y1)
+        return Box(x0, y0, x1, y1, self.label) if x1 > x0 and y1 > y0 else None
 
 
 @dataclass

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
     ("args", "fragment"),
     [
         (["world", "build", "--out", "{file}"], "Not a directory"),
-        (["world", "build", "--out", "{dir}/w", "--entities", "5"], "at least 12"),
+        (["world", "build", "--out", "{dir}/w", "--entities", "5"], "entities must be at least 6"),
         (
             ["data", "build", "--questions", "{dir}/missing.jsonl", "--teacher", "oracle", "--out", "{dir}/d"],
             "no such file",

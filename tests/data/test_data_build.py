@@ -59,6 +59,7 @@ def test_short_prompt_data_opens_with_one_sentence_and_the_teacher_still_searche
     from typer.testing import CliRunner
 
     from deepmmsearch.cli import app
+    from deepmmsearch.models.build import read_prompt_style
     from deepmmsearch.protocol import PromptStyle, system_prompt
 
     flags = ["data", "build", "--questions", str(small_world / "questions" / "train.jsonl"), "--teacher", "oracle"]
@@ -71,6 +72,10 @@ def test_short_prompt_data_opens_with_one_sentence_and_the_teacher_still_searche
     assert {row["messages"][0]["content"] for row in datasets.load_from_disk(str(tmp_path / "sft"))} == {
         system_prompt(PromptStyle.SHORT)
     }
+    assert read_prompt_style(tmp_path) is PromptStyle.SHORT  # metadata of the data, which SFT keeps
+    # A resumed build may not prompt its episodes in another style than the folder's.
+    again = CliRunner().invoke(app, [a for a in flags if a not in ("--prompts", "short")])
+    assert again.exit_code == 1 and "prompted in the short style, this build's in full" in again.output
 
 
 def test_kill_and_resume_loses_and_repeats_nothing(small_world, tmp_path):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from deepmmsearch.engine.corpus import default_kb_dir, default_pages, ensure_default_kb, wikipedia_url
-from deepmmsearch.engine.kb import is_built, read_manifest
+from deepmmsearch.engine.corpus import default_pages, wikipedia_url
+from deepmmsearch.engine.kb import default_kb_dir, ensure_default_kb, is_built, read_manifest
 from deepmmsearch.engine.text_index import TextIndex
 
 # Paraphrases: they avoid the article's title and, where possible, its opening words.

@@ -11,12 +11,12 @@ from PIL import Image, ImageDraw
 
 from deepmmsearch.engine.grounding import (
     Expression,
-    LocalGrounder,
     colour_name,
     find_regions,
     ground,
     parse_expression,
 )
+from deepmmsearch.tools.local_image import LocalGrounder
 
 SCENE_COLOURS = {
     "red": (210, 30, 30),

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from deepmmsearch.cli import app
-from deepmmsearch.engine.corpus import cache_dir
+from deepmmsearch.config import cache_dir
 from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.models.build import load_model
 from deepmmsearch.models.chat import SPECIAL_TOKENS

@@ -11,11 +11,12 @@ from typer.testing import CliRunner
 from deepmmsearch.cli import app
 from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.models.build import build_config, init_model, load_model
-from deepmmsearch.models.chat import PROTOCOL_TOKENS, SPECIAL_TOKENS
+from deepmmsearch.models.chat import SPECIAL_TOKENS
 from deepmmsearch.models.encoding import encode_conversation
 from deepmmsearch.models.processor import ImageOnlyQwen2_5_VLProcessor, image_processor_for
 from deepmmsearch.models.sizes import SIZES, get_size
 from deepmmsearch.models.tokenizers import default_corpus, qwen_tokenizer, small_tokenizer
+from deepmmsearch.protocol import TAG_TOKENS
 from deepmmsearch.records import Message
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,9 +56,9 @@ def test_qwen_chat_renders_the_qwen25_vl_layout(qwen) -> None:
 
 def test_small_vocabulary_shares_special_tokens_and_template(qwen) -> None:
     small = small_tokenizer(default_corpus(), vocab_size=600)
-    assert len(small) <= 600 + len(SPECIAL_TOKENS) + len(PROTOCOL_TOKENS)
+    assert len(small) <= 600 + len(SPECIAL_TOKENS) + len(TAG_TOKENS)
     assert small.apply_chat_template(IMAGE_CHAT, tokenize=False, add_generation_prompt=True) == QWEN_LAYOUT
-    for token in (*SPECIAL_TOKENS, *PROTOCOL_TOKENS):
+    for token in (*SPECIAL_TOKENS, *TAG_TOKENS):
         assert len(small(token, add_special_tokens=False)["input_ids"]) == 1, token
     for text in ("<reason>I need the height.</reason>\n<answer>38 metres</answer>", "A (b) c\n  d, e.\tf's 1377"):
         assert small.decode(small(text)["input_ids"]) == text

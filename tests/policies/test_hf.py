@@ -221,7 +221,6 @@ def test_a_models_saved_prompt_style_prompts_its_episodes(model_dir: Path, tmp_p
     trained = tmp_path / "trained"
     shutil.copytree(model_dir, trained)
     write_prompt_style(trained, PromptStyle.SHORT)
-    assert HFPolicy(str(model_dir), config=HFConfig(device="cpu")).prompts is None
     run = tmp_path / "run.yaml"
     run.write_text("sampling:\n  max_new_tokens: 8\n", encoding="utf-8")
     flags = ["ask", str(IMAGE_PATH), "How tall is it?", "--model", f"hf:{trained}", "--config", str(run), "--json"]

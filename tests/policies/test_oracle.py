@@ -3,10 +3,10 @@
 import asyncio
 from collections import defaultdict
 
-from deepmmsearch.agent import Agent, AgentConfig
+from deepmmsearch.agent import Agent
 from deepmmsearch.eval.judges import judge_answer
-from deepmmsearch.eval.modes import run_mode
-from deepmmsearch.policies.oracle import OracleConfig, OraclePolicy
+from deepmmsearch.eval.modes import RAG_PLAN
+from deepmmsearch.policies.oracle import OracleConfig, OraclePolicy, plans_of
 from deepmmsearch.protocol import ActionKind
 from deepmmsearch.records import read_questions
 from deepmmsearch.tools import ToolsConfig, build_toolbox
@@ -24,10 +24,11 @@ def test_oracle_through_real_tools_beats_the_rag_workflow(small_world):
         small_world / "questions" / "dev.jsonl"
     )
     toolbox = build_toolbox(ToolsConfig(kb=str(small_world / "kb"), no_cache=True))
-    agent_runs = asyncio.run(Agent(OraclePolicy(), toolbox).run_many(questions))
+    oracle = OraclePolicy(plans_of(questions))
+    agent_runs = asyncio.run(Agent(oracle, toolbox).run_many(questions))
     per_skill, overall = _accuracy(agent_runs)
     assert overall >= 0.9, per_skill
-    rag_runs = asyncio.run(run_mode("rag", OraclePolicy(), toolbox, questions, AgentConfig(), None))
+    rag_runs = asyncio.run(Agent(oracle, toolbox, plan=RAG_PLAN).run_many(questions))
     rag_skill, rag_overall = _accuracy(rag_runs)
     assert rag_overall < overall
     assert rag_skill["search_free"] >= 0.9  # the reader still sees the picture
@@ -55,10 +56,10 @@ def test_oracle_imperfections_are_configurable(small_world):
         q for q in read_questions(small_world / "questions" / "train.jsonl") if q.extra["skill"] == "image_search"
     ]
     toolbox = build_toolbox(ToolsConfig(kb=str(small_world / "kb"), no_cache=True))
-    cropping = OraclePolicy(OracleConfig(needless_crop=1.0, vague_first=0.0))
+    cropping = OraclePolicy(plans_of(questions), OracleConfig(needless_crop=1.0, vague_first=0.0))
     runs = asyncio.run(Agent(cropping, toolbox).run_many(questions))
     assert all(next(m.action for m in t.messages if m.role == "assistant").kind is ActionKind.CROP_SEARCH for t in runs)
-    vague = OraclePolicy(OracleConfig(needless_crop=0.0, vague_first=1.0))
+    vague = OraclePolicy(plans_of(questions), OracleConfig(needless_crop=0.0, vague_first=1.0))
     runs = asyncio.run(Agent(vague, toolbox).run_many(questions))
     queries = [
         [m.action.query for m in t.messages if m.role == "assistant" and m.action.kind.value == "text_search"]

@@ -192,7 +192,7 @@ def test_grpo_rollouts_generate_on_the_engine_trl_colocates(small_world, loaded)
         agent_config,
         SamplingConfig(temperature=1.0, max_new_tokens=6),
         Scorer("rule"),
-        guided=False,
+        vllm=VLLMConfig(guided=False),
     )
     prompts = []
     for q in questions:
@@ -245,8 +245,8 @@ def test_vllm_rollouts_are_refused_with_guided_decoding_or_without_vllm(small_wo
     from deepmmsearch.train.config import TrainGRPOConfig
     from deepmmsearch.train.grpo import train_grpo
 
-    with pytest.raises(ValueError, match="guided: false"):
-        TrainGRPOConfig(use_vllm=True)
+    with pytest.raises(ConfigError, match=r"vllm\.guided: false"):
+        TrainGRPOConfig(use_vllm=True, vllm=VLLMConfig(guided=True))
     try:
         import vllm  # noqa: F401
 
@@ -258,7 +258,6 @@ def test_vllm_rollouts_are_refused_with_guided_decoding_or_without_vllm(small_wo
         questions=str(small_world / "questions" / "train.jsonl"),
         out=str(tmp_path),
         use_vllm=True,
-        guided=False,
     )
     with pytest.raises(ConfigError, match=r"vLLM is not installed: pip install -e \"\.\[gpu\]\""):
         train_grpo(config)

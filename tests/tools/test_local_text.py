@@ -70,7 +70,7 @@ def test_concurrent_first_searches_open_the_index_once(tmp_path: Path, example_k
 
 
 def test_text_search_action_through_the_toolbox(tmp_path: Path, example_kb: Path) -> None:
-    from deepmmsearch.engine.summarize import ExtractiveSummarizer
+    from deepmmsearch.tools.summarize import ExtractiveSummarizer
 
     kb = tmp_path / "kb"
     shutil.copytree(example_kb, tmp_path / "src")

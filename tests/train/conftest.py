@@ -36,8 +36,8 @@ def grpo_config(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cfg") / "grpo.yaml"
     path.write_text(
         "agent: {rules: {max_turns: 3, max_tool_calls: 2}}\n"
-        "num_generations: 2\nquestions_per_step: 2\nper_device_batch_size: 2\n"
-        "max_new_tokens: 12\nlearning_rate: 1.0e-3\nwarmup_steps: 0\ndevice: cpu\n"
-        "save_steps: 1\nlogging_steps: 1\nseed: 3\n"
+        "num_generations: 2\nquestions_per_step: 2\nsampling: {temperature: 1.0, max_new_tokens: 12}\n"
+        "schedule: {per_device_batch_size: 2, learning_rate: 1.0e-3, warmup: 0, device: cpu, save_steps: 1, "
+        "logging_steps: 1, seed: 3}\n"
     )
     return path

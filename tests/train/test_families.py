@@ -27,7 +27,7 @@ def _trained_back(out: Path, arch: str) -> None:
 def test_the_qwen3_vl_8b_configs_load() -> None:
     for kind, config_class in (("sft", TrainSFTConfig), ("grpo", TrainGRPOConfig)):
         config = load_config(config_class, REPO / "configs" / f"{kind}-qwen3-vl-8b.yaml")
-        assert config.dtype == "bfloat16" and config.out.endswith("qwen3-vl-8b")
+        assert config.schedule.dtype == "bfloat16" and config.out.endswith("qwen3-vl-8b")
 
 
 @pytest.mark.parametrize("arch", ["qwen3-vl"])
@@ -39,11 +39,8 @@ def test_one_sft_step(arch: str, sft_data: Path, tmp_path: Path) -> None:
         "model": str(model),
         "data": str(sft_data),
         "out": str(tmp_path / "sft"),
-        "max_steps": 1,
         "global_batch_size": 2,
-        "per_device_batch_size": 2,
-        "device": "cpu",
-        "logging_steps": 1,
+        "schedule": {"max_steps": 1, "per_device_batch_size": 2, "device": "cpu", "logging_steps": 1},
     }
     summary = train_sft(load_config(TrainSFTConfig, None, overrides))
     assert summary["steps"] == 1
@@ -60,10 +57,10 @@ def test_one_grpo_step(arch: str, small_world: Path, grpo_config: Path, tmp_path
     overrides = {
         "model": str(model),
         "questions": str(small_world / "questions" / "train.jsonl"),
-        "tools.kb": str(small_world / "kb"),
+        "tools": {"kb": str(small_world / "kb")},
         "out": str(tmp_path / "grpo"),
         "limit": 4,
-        "max_steps": 1,
+        "schedule": {"max_steps": 1},
     }
     summary = train_grpo(load_config(TrainGRPOConfig, grpo_config, overrides))
     assert summary["steps"] == 1

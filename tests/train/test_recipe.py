@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from deepmmsearch.errors import ConfigError
 from deepmmsearch.eval.judges import JudgeResult
 from deepmmsearch.records import Question, Trajectory
 from deepmmsearch.train.common import LoraSettings, master_dtype
@@ -18,6 +19,7 @@ def test_grpo_args_carry_the_episode_budget_token_level_importance_sampling_and_
     args = grpo_args(TrainGRPOConfig(lora=LoraSettings(enabled=False)), use_cpu=True, bf16=False, world_size=1)
     assert args.max_completion_length == 8192  # the episode budget, not one reply's
     assert args.vllm_importance_sampling_mode == "token_truncate"
+    assert (args.temperature, args.vllm_gpu_memory_utilization) == (1.0, 0.3)  # the sampling and vllm sections'
     # TRL loads the reference model with these; without device_map it would take "auto" (every GPU) under FSDP.
     assert args.model_init_kwargs == {"device_map": None, "dtype": "float32"}
     # On a GPU: the compute dtype, even where the policy trains float32 master weights.
@@ -25,9 +27,9 @@ def test_grpo_args_carry_the_episode_budget_token_level_importance_sampling_and_
     assert reference_model_kwargs(full, use_cpu=False, bf16=True) == {"device_map": None, "dtype": "bfloat16"}
     lora = grpo_args(TrainGRPOConfig(lora=LoraSettings(enabled=True)), use_cpu=True, bf16=False, world_size=1)
     assert lora.model_init_kwargs is None  # the adapter-free model is the reference: TRL builds none
-    with pytest.raises(ValueError, match="vllm_importance_sampling_mode"):
+    with pytest.raises(ConfigError, match="vllm_importance_sampling_mode"):
         TrainGRPOConfig(vllm_importance_sampling_mode="product")
-    with pytest.raises(ValueError, match="max_pixels"):
+    with pytest.raises(ConfigError, match="max_pixels"):
         TrainGRPOConfig(max_pixels=100)
 
 

@@ -12,7 +12,7 @@ from deepmmsearch.config import load_config
 from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.models.build import load_model
 from deepmmsearch.train.common import read_metrics
-from deepmmsearch.train.config import LoraSettings, TrainAlignConfig, TrainGRPOConfig, TrainSFTConfig
+from deepmmsearch.train.config import LoraSettings, Schedule, TrainAlignConfig, TrainGRPOConfig, TrainSFTConfig
 
 
 def _weights(path: str | Path) -> tuple[dict, dict]:
@@ -24,6 +24,9 @@ def _weights(path: str | Path) -> tuple[dict, dict]:
 
 def _changed(before: dict, after: dict) -> set[str]:
     return {k for k in before if not torch.equal(before[k], after[k])}
+
+
+_ON_CPU = Schedule(epochs=1.0, per_device_batch_size=16, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +43,14 @@ def aligned(small_world: Path, tiny_student: Path, tmp_path_factory) -> Path:
             tower_batch_size=4,
             lora=LoraSettings(rank=4, alpha=8, dropout=0.0),
             global_batch_size=4,
-            per_device_batch_size=4,
-            learning_rate=1e-2,
-            device="cpu",
-            dtype="bfloat16",  # float32 weights under bfloat16 autocast on a CPU
-            logging_steps=1,
+            schedule=Schedule(
+                epochs=1.0,
+                learning_rate=1e-2,
+                per_device_batch_size=4,
+                device="cpu",
+                dtype="bfloat16",  # float32 weights under bfloat16 autocast on a CPU
+                logging_steps=1,
+            ),
         )
     )
     assert summary["steps"] == 2 and summary["examples"] == 8
@@ -99,8 +105,7 @@ def test_a_resumed_alignment_keeps_its_tower(
         tower_steps=3,
         lora=LoraSettings(rank=4, alpha=8, dropout=0.0),
         global_batch_size=4,
-        per_device_batch_size=4,
-        device="cpu",
+        schedule=Schedule(epochs=1.0, per_device_batch_size=4, device="cpu"),
     )
     assert align.train_align(config, resume=True)["resumed_from"] is None  # no checkpoint yet: stage 2 afresh
 
@@ -124,12 +129,15 @@ def test_lora_sft_then_grpo_on_the_student(aligned: Path, sft_data: Path, small_
             out=str(tmp_path / "sft"),
             lora=lora,
             limit=4,
-            max_steps=1,
             global_batch_size=2,
-            learning_rate=1e-2,
-            warmup_ratio=0.0,  # a first step of warm-up would have a rate of 0
-            device="cpu",
-            dtype="bfloat16",
+            schedule=Schedule(
+                max_steps=1,
+                learning_rate=1e-2,
+                warmup=0.0,  # a first step of warm-up would have a rate of 0
+                per_device_batch_size=1,
+                device="cpu",
+                dtype="bfloat16",
+            ),
         )
     )
     assert sft["steps"] == 1
@@ -142,13 +150,11 @@ def test_lora_sft_then_grpo_on_the_student(aligned: Path, sft_data: Path, small_
     overrides = {
         "model": sft["final"],
         "questions": str(small_world / "questions" / "train.jsonl"),
-        "tools.kb": str(small_world / "kb"),
+        "tools": {"kb": str(small_world / "kb")},
         "out": str(tmp_path / "grpo"),
         "limit": 4,
-        "max_steps": 1,
-        "lora.enabled": True,
-        "lora.rank": 4,
-        "dtype": "bfloat16",
+        "lora": {"enabled": True, "rank": 4},
+        "schedule": {"max_steps": 1, "dtype": "bfloat16"},
     }
     grpo = train_grpo(load_config(TrainGRPOConfig, grpo_config, overrides))
     assert grpo["steps"] == 1
@@ -162,11 +168,11 @@ def test_alignment_needs_captions(tiny_student: Path, tmp_path: Path) -> None:
     from deepmmsearch.train.align import train_align
 
     with pytest.raises(ConfigError, match="no captioned pictures"):
-        train_align(TrainAlignConfig(model=str(tiny_student), out=str(tmp_path), device="cpu"))
+        train_align(TrainAlignConfig(model=str(tiny_student), out=str(tmp_path), schedule=_ON_CPU))
     empty = tmp_path / "empty.jsonl"
     empty.write_text('{"image": "", "caption": "no picture"}\n')
     with pytest.raises(InputError, match="no rows with an image and a caption"):
-        train_align(TrainAlignConfig(model=str(tiny_student), captions=str(empty), out=str(tmp_path), device="cpu"))
+        train_align(TrainAlignConfig(model=str(tiny_student), captions=str(empty), out=str(tmp_path), schedule=_ON_CPU))
 
 
 def test_train_align_from_the_command_line(small_world: Path, tiny_student: Path, tmp_path: Path) -> None:

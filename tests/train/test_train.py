@@ -59,8 +59,9 @@ def _grpo_flags(small_world: Path, model: Path, out: Path) -> list[str]:
 
 def test_shipped_configs_load_with_the_papers_values():
     sft = load_config(TrainSFTConfig, REPO / "configs" / "sft-qwen2.5-vl-7b.yaml")
-    assert (sft.lora.enabled, sft.lora.rank, sft.epochs, sft.learning_rate) == (True, 8, 3, 1e-4)
-    assert (sft.lr_scheduler, sft.warmup_ratio, sft.global_batch_size, sft.dtype) == ("cosine", 0.1, 8, "bfloat16")
+    assert (sft.lora.enabled, sft.lora.rank, sft.schedule.epochs, sft.schedule.learning_rate) == (True, 8, 3, 1e-4)
+    assert (sft.schedule.lr_scheduler, sft.schedule.warmup, sft.global_batch_size) == ("cosine", 0.1, 8)
+    assert sft.schedule.dtype == "bfloat16"
     grpo = load_config(TrainGRPOConfig, REPO / "configs" / "grpo-qwen2.5-vl-7b.yaml")
     assert (grpo.num_generations, grpo.beta, grpo.epsilon, grpo.scale_rewards) == (8, 0.001, 0.2, "none")
     assert (grpo.reward.judge_weight, grpo.reward.format_weight, grpo.agent.rules.max_tool_calls) == (0.9, 0.1, 10)
@@ -71,9 +72,9 @@ def test_shipped_configs_load_with_the_papers_values():
     }
     assert student["sft"].lora.enabled and student["grpo"].lora.enabled and not student["sft"].train_vision
     with pytest.raises(ConfigError, match="unknown key"):
-        load_config(TrainSFTConfig, None, {"lora.rnk": 4})
+        load_config(TrainSFTConfig, None, {"lora": {"rnk": 4}})
     with pytest.raises(ConfigError, match="multiple of per_device_batch_size"):
-        load_config(TrainSFTConfig, None, {"global_batch_size": 6, "per_device_batch_size": 4})
+        load_config(TrainSFTConfig, None, {"global_batch_size": 6, "schedule": {"per_device_batch_size": 4}})
 
 
 def test_lora_adapts_only_the_language_model(tiny_model):
@@ -111,7 +112,7 @@ def test_sft_survives_sigkill_and_resumes(sft_data, tiny_model, tmp_path):
         "--json",
     ]
     config = tmp_path / "sft.yaml"
-    config.write_text("global_batch_size: 2\nper_device_batch_size: 2\ndevice: cpu\nwarmup_ratio: 0.0\n")
+    config.write_text("global_batch_size: 2\nschedule: {per_device_batch_size: 2, device: cpu, warmup: 0}\n")
     first = subprocess.Popen(
         _dmms(*flags, "--config", str(config)), env=ENV, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -153,10 +154,10 @@ def test_grpo_logs_rollout_metrics_and_resumes(small_world, tiny_model, grpo_con
     overrides = {
         "model": str(tiny_model),
         "questions": str(small_world / "questions" / "train.jsonl"),
-        "tools.kb": str(small_world / "kb"),
+        "tools": {"kb": str(small_world / "kb")},
         "out": str(out),
         "limit": 8,
-        "max_steps": 2,
+        "schedule": {"max_steps": 2},
     }
     summary = train_grpo(load_config(TrainGRPOConfig, grpo_config, overrides))
     assert summary["steps"] == 2
@@ -178,7 +179,7 @@ def test_grpo_logs_rollout_metrics_and_resumes(small_world, tiny_model, grpo_con
     assert 0 < records[0]["completions/mean_length"] <= 3 * 12  # only sampled tokens count: 3 turns x 12 at most
     assert read_prompt_style(out / "final") is PromptStyle.FULL  # the model had none saved: full
 
-    overrides["max_steps"] = 3
+    overrides["schedule"] = {"max_steps": 3}
     resumed = train_grpo(load_config(TrainGRPOConfig, grpo_config, overrides), resume=True)
     assert resumed["steps"] == 3 and resumed["resumed_from"].endswith("checkpoint-2")
     assert [r["step"] for r in read_metrics(out) if "reward" in r] == [1, 2, 3]
@@ -217,7 +218,7 @@ def test_two_cpu_processes_train_with_ddp(trainer, sft_data, small_world, tiny_m
             "8",
         ]
         config = tmp_path / "sft.yaml"
-        config.write_text("global_batch_size: 4\nper_device_batch_size: 2\ndevice: cpu\n")
+        config.write_text("global_batch_size: 4\nschedule: {per_device_batch_size: 2, device: cpu}\n")
     else:
         flags = ["train", "grpo", *_grpo_flags(small_world, tiny_model, out), "--max-steps", "1"]
         config = grpo_config

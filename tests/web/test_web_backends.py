@@ -14,7 +14,7 @@ from deepmmsearch.protocol import Action, ActionKind
 from deepmmsearch.tools import ToolsConfig, build_toolbox
 from deepmmsearch.tools.memory import MemoryGrounder, MemoryImageSearch
 from deepmmsearch.tools.toolbox import Toolbox
-from deepmmsearch.web.backends import (
+from deepmmsearch.tools.web_search import (
     BraveSearch,
     DuckDuckGoSearch,
     SearxngSearch,

@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 from deepmmsearch.cli import app
 from deepmmsearch.errors import ToolError
 from deepmmsearch.tools.base import TextHit, TextSearchBackend
+from deepmmsearch.tools.web_search import PageReadingTextSearch
 from deepmmsearch.web.config import WebConfig
-from deepmmsearch.web.fetch import PageFetcher, PageReadingTextSearch
+from deepmmsearch.web.fetch import PageFetcher
 
 
 def local(**overrides) -> WebConfig:

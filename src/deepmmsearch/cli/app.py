@@ -19,6 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # click's plain help: the long config flags wrap instead of being cut
 )
 
 
@@ -79,20 +80,13 @@ def user_errors(command: Callable) -> Callable:
 ModelOpt = Annotated[
     str | None,
     typer.Option(
-        "--model", "-m", help="Model SPEC: hf:PATH, vllm:PATH, openai:MODEL\\[@BASE_URL], script:FILE or oracle."
+        "--model", "-m", help="Model SPEC: hf:PATH, vllm:PATH, openai:MODEL[@BASE_URL], script:FILE or oracle."
     ),
 ]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML run config (flags override it).")]
-TextSearchOpt = Annotated[str | None, typer.Option("--text-search", help="Text search backend.")]
 ImageSearchOpt = Annotated[str | None, typer.Option("--image-search", help="Image search backend.")]
 GrounderOpt = Annotated[str | None, typer.Option("--grounder", help="Grounding backend for crop search.")]
 KbOpt = Annotated[Path | None, typer.Option("--kb", help="Knowledge-base folder for local search backends.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON records instead of text.")]
-NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Call every search backend afresh.")]
-AllowPrivateOpt = Annotated[
-    bool,
-    typer.Option("--allow-private", help="Let page fetching reach loopback and private addresses (local development)."),
-]
 
 
 @contextlib.contextmanager
@@ -102,29 +96,3 @@ def progress_callbacks(description: str) -> Iterator[tuple[Callable[[int, int], 
 
     with progress_bars(transient=True) as bars:
         yield bars.counter(description)
-
-
-def tool_overrides(
-    text_search: str | None = None,
-    image_search: str | None = None,
-    grounder: str | None = None,
-    kb: Path | None = None,
-    allow_private: bool = False,
-    no_cache: bool = False,
-) -> dict[str, Any]:
-    """Dotted-key overrides of the ``tools`` section from the shared flags; a flag not given keeps the config's."""
-    return {
-        "tools.text_search": text_search,
-        "tools.image_search": image_search,
-        "tools.grounder": grounder,
-        "tools.kb": kb,
-        "tools.web.allow_private": allow_private or None,
-        "tools.no_cache": no_cache or None,
-    }
-
-
-def run_config_from(config: Path | None, **overrides: Any) -> Any:
-    from deepmmsearch.config import load_config
-    from deepmmsearch.runner import RunConfig
-
-    return load_config(RunConfig, config, {k: (str(v) if isinstance(v, Path) else v) for k, v in overrides.items()})

@@ -8,44 +8,23 @@ from typing import Annotated, Any
 
 import typer
 
-from deepmmsearch.cli.app import (
-    AllowPrivateOpt,
-    ConfigOpt,
-    GrounderOpt,
-    ImageSearchOpt,
-    JsonOpt,
-    KbOpt,
-    ModelOpt,
-    NoCacheOpt,
-    TextSearchOpt,
-    app,
-    run_config_from,
-    stderr_console,
-    tool_overrides,
-    user_errors,
-)
+from deepmmsearch.cli.app import JsonOpt, ModelOpt, app, stderr_console, user_errors
+from deepmmsearch.cli.flags import config_flags
 from deepmmsearch.errors import DmmsError
+from deepmmsearch.runner import RunConfig
 
 # ---------------------------------------------------------------------------------------------- ask
 
 
 @app.command()
 @user_errors
+@config_flags(RunConfig, "run", yaml=True)
 def ask(
     image: Annotated[str, typer.Argument(help="Image path or http(s) URL.")],
     question: Annotated[str, typer.Argument(help="The question about the image.")],
+    run: RunConfig,
     model: ModelOpt = None,
-    config: ConfigOpt = None,
-    text_search: TextSearchOpt = None,
-    image_search: ImageSearchOpt = None,
-    grounder: GrounderOpt = None,
-    kb: KbOpt = None,
-    max_turns: Annotated[int | None, typer.Option(help="Assistant turns per episode.")] = None,
-    max_tool_calls: Annotated[int | None, typer.Option(help="Tool calls per episode.")] = None,
-    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (0 is greedy).")] = None,
     as_json: JsonOpt = False,
-    allow_private: AllowPrivateOpt = False,
-    no_cache: NoCacheOpt = False,
 ) -> None:
     """Answer a question about an image, searching as needed; prints the answer (--json: the trajectory)."""
     from deepmmsearch.protocol import StopReason
@@ -53,23 +32,7 @@ def ask(
 
     if not model:
         raise typer.BadParameter("give a model SPEC, e.g. --model openai:gpt-4o", param_hint="--model")
-    run_config = run_config_from(
-        config,
-        **tool_overrides(
-            text_search=text_search,
-            image_search=image_search,
-            grounder=grounder,
-            kb=kb,
-            allow_private=allow_private,
-            no_cache=no_cache,
-        ),
-        **{
-            "agent.rules.max_turns": max_turns,
-            "agent.rules.max_tool_calls": max_tool_calls,
-            "sampling.temperature": temperature,
-        },
-    )
-    trajectory = asyncio.run(run_ask(image, question, model, run_config))
+    trajectory = asyncio.run(run_ask(image, question, model, run))
     if as_json:
         typer.echo(json.dumps(trajectory.to_dict(), ensure_ascii=False, indent=2))
     else:

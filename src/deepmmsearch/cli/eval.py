@@ -9,34 +9,20 @@ from typing import Annotated, Any
 
 import typer
 
-from deepmmsearch.cli.app import (
-    ConfigOpt,
-    GrounderOpt,
-    ImageSearchOpt,
-    JsonOpt,
-    KbOpt,
-    ModelOpt,
-    TextSearchOpt,
-    app,
-    progress_callbacks,
-    run_config_from,
-    tool_overrides,
-    user_errors,
-)
-
-MetricOpt = Annotated[
-    str,
-    typer.Option("--metric", help="Judge: exact, rule, vqa, aokvqa, infoseek, encyclopedic_vqa or llm."),
-]
-JudgeModelOpt = Annotated[
-    str | None, typer.Option("--judge-model", help="MODEL\\[@BASE_URL] of the llm judge (for --metric llm).")
-]
+from deepmmsearch.cli.app import JsonOpt, ModelOpt, app, progress_callbacks, user_errors
+from deepmmsearch.cli.flags import config_flags
+from deepmmsearch.eval.harness import EvalConfig
+from deepmmsearch.runner import RunConfig
 
 
 @app.command("eval")
 @user_errors
+@config_flags(RunConfig, "run", yaml=True)
+@config_flags(EvalConfig, "eval_config")
 def eval_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (trajectories, report, plots).")],
+    eval_config: EvalConfig,
+    run: RunConfig,
     questions: Annotated[Path | None, typer.Option("--questions", "-q", help="Question records (JSONL).")] = None,
     benchmark: Annotated[str | None, typer.Option("--benchmark", help="A benchmark read from --data-dir.")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder with the benchmark's files.")] = None,
@@ -49,23 +35,9 @@ def eval_command(
         typer.Option("--image-root", help="Folder holding the benchmark's images (repeatable); searched first."),
     ] = None,
     model: ModelOpt = None,
-    mode: Annotated[str, typer.Option("--mode", help="agent, direct, rag or prompt_agent.")] = "agent",
-    metric: MetricOpt = "rule",
-    judge_model: JudgeModelOpt = None,
-    limit: Annotated[
-        int | None, typer.Option("--limit", help="N questions drawn with a fixed seed, stratified over splits.")
-    ] = None,
-    prices: Annotated[Path | None, typer.Option("--prices", help="YAML price table for the cost estimate.")] = None,
-    no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots.")] = False,
-    config: ConfigOpt = None,
-    text_search: TextSearchOpt = None,
-    image_search: ImageSearchOpt = None,
-    grounder: GrounderOpt = None,
-    kb: KbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate a model on questions; resumable (finished ids in OUT/trajectories.jsonl are skipped)."""
-    from deepmmsearch.eval.harness import EvalConfig
     from deepmmsearch.eval.loaders import load_benchmark_set
     from deepmmsearch.records import read_questions
 
@@ -77,18 +49,6 @@ def eval_command(
         raise typer.BadParameter("--benchmark needs --data-dir DIR", param_hint="--data-dir")
     if benchmark is None and (split or version or image_root):
         raise typer.BadParameter("--split, --version and --image-root choose within a --benchmark")
-    eval_config = EvalConfig(
-        mode=mode,
-        metric=metric,
-        limit=limit,
-        judge_model=judge_model,
-        prices=str(prices) if prices else None,
-        plots=not no_plots,
-    )
-    run_config = run_config_from(
-        config,
-        **tool_overrides(text_search=text_search, image_search=image_search, grounder=grounder, kb=kb),
-    )
     source = None
     if questions is not None:
         records = read_questions(questions)
@@ -103,7 +63,7 @@ def eval_command(
             f"{source.name} {chosen}: {len(records)} questions" + (f" (left out: {left_out})" if left_out else ""),
             err=True,
         )
-    report = asyncio.run(_run_with_progress(records, model, out, eval_config, run_config, source))
+    report = asyncio.run(_run_with_progress(records, model, out, eval_config, run, source))
     if as_json:
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return
@@ -152,17 +112,18 @@ def benchmarks_command(as_json: JsonOpt = False) -> None:
 
 @app.command("score")
 @user_errors
+@config_flags(EvalConfig, "scoring", only=("metric", "judge_model"))
 def score_command(
     predictions: Annotated[Path, typer.Argument(help="Question records with a `prediction` field (JSONL).")],
-    metric: MetricOpt = "rule",
-    judge_model: JudgeModelOpt = None,
+    scoring: EvalConfig,
     as_json: JsonOpt = False,
 ) -> None:
     """Judge predictions: prints the score (0-100) and its breakdown; --json prints every item too."""
     from deepmmsearch.eval.harness import score_records
     from deepmmsearch.records import read_jsonl
 
-    result = asyncio.run(score_records(list(read_jsonl(predictions)), metric, judge_model))
+    metric = scoring.metric
+    result = asyncio.run(score_records(list(read_jsonl(predictions)), metric, scoring.judge_model))
     if as_json:
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return

@@ -8,15 +8,17 @@ from typing import Annotated
 
 import typer
 
-from deepmmsearch.cli.app import AllowPrivateOpt, ConfigOpt, JsonOpt, app, run_config_from, user_errors
+from deepmmsearch.cli.app import JsonOpt, app, user_errors
+from deepmmsearch.cli.flags import config_flags
+from deepmmsearch.runner import RunConfig
 
 
 @app.command()
 @user_errors
+@config_flags(RunConfig, "run", yaml=True, only=("tools.web",))
 def fetch(
     url: Annotated[str, typer.Argument(help="The http(s) URL of the page.")],
-    config: ConfigOpt = None,
-    allow_private: AllowPrivateOpt = False,
+    run: RunConfig,
     max_chars: Annotated[
         int | None, typer.Option(help="Characters of text to show (default: tools.web.page_chars).")
     ] = None,
@@ -25,8 +27,7 @@ def fetch(
     """Fetch one page safely and print its main text, as the text-search tool would read it."""
     from deepmmsearch.web.fetch import PageFetcher
 
-    run_config = run_config_from(config, **{"tools.web.allow_private": allow_private or None})
-    web = run_config.tools.web
+    web = run.tools.web
     page = asyncio.run(PageFetcher(web).fetch(url))
     limit = max_chars if max_chars is not None else web.page_chars
     text = page.text if len(page.text) <= limit else page.text[:limit] + " ..."

@@ -4,23 +4,20 @@ same backends, cache and timeout)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from deepmmsearch.cli.app import (
-    AllowPrivateOpt,
-    ConfigOpt,
-    JsonOpt,
-    KbOpt,
-    NoCacheOpt,
-    TextSearchOpt,
-    app,
-    run_config_from,
-    stderr_console,
-    tool_overrides,
-    user_errors,
-)
+from deepmmsearch.cli.app import JsonOpt, KbOpt, app, stderr_console, user_errors
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML run config (flags override it).")]
+TextSearchOpt = Annotated[str | None, typer.Option("--text-search", help="Text search backend.")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Call every search backend afresh.")]
+AllowPrivateOpt = Annotated[
+    bool,
+    typer.Option("--allow-private", help="Let page fetching reach loopback and private addresses (local development)."),
+]
 
 search_app = typer.Typer(help="Run a search tool directly: text search or reverse image search.", no_args_is_help=True)
 app.add_typer(search_app, name="search")
@@ -45,6 +42,17 @@ def run_tool(tools: Any, query: str, image: str | None = None) -> Any:
     if result.error:
         raise ToolError(f"{kind.value} with {result.backend}: {result.error}")
     return result
+
+
+def tools_config(config: Path | None, **tools: Any) -> Any:
+    """The run config's ``tools`` section from ``config`` and the given flags (None: not given)."""
+    from deepmmsearch.config import load_config
+    from deepmmsearch.runner import RunConfig
+
+    given = {k: (str(v) if isinstance(v, Path) else v) for k, v in tools.items()}
+    web = {"allow_private": given.pop("allow_private", None) or None}
+    given["no_cache"] = given.pop("no_cache", None) or None
+    return load_config(RunConfig, config, {"tools": {**given, "web": web}}).tools
 
 
 def footer(result: Any, backend: str) -> str:
@@ -76,13 +84,18 @@ def search_text(
 ) -> None:
     """Text search with the backend the agent would use (default: local, over the Wikipedia intros indexed on
     first use; --text-search brave, serpapi, ... for the web)."""
-    run_config = run_config_from(
+    # Without --summarize the list summarizer costs nothing; its text is not printed.
+    summarizer = None if summarize else "list"
+    tools = tools_config(
         config,
-        **tool_overrides(text_search=text_search, kb=kb, allow_private=allow_private, no_cache=no_cache),
-        # Without --summarize the list summarizer costs nothing; its text is not printed.
-        **{"tools.k": k, "tools.retrieval": mode, "tools.summarizer": None if summarize else "list"},
+        text_search=text_search,
+        kb=kb,
+        allow_private=allow_private,
+        no_cache=no_cache,
+        k=k,
+        retrieval=mode,
+        summarizer=summarizer,
     )
-    tools = run_config.tools
     result = run_tool(tools, query)
     backend = f"{tools.text_search} ({tools.retrieval})" if tools.text_search == "local" else tools.text_search
     summary = result.observation if summarize and result.sources else None

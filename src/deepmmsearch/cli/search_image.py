@@ -7,20 +7,8 @@ from typing import Annotated
 
 import typer
 
-from deepmmsearch.cli.app import (
-    AllowPrivateOpt,
-    ConfigOpt,
-    GrounderOpt,
-    ImageSearchOpt,
-    JsonOpt,
-    KbOpt,
-    NoCacheOpt,
-    run_config_from,
-    stderr_console,
-    tool_overrides,
-    user_errors,
-)
-from deepmmsearch.cli.search import footer, run_tool, search_app
+from deepmmsearch.cli.app import GrounderOpt, ImageSearchOpt, JsonOpt, KbOpt, stderr_console, user_errors
+from deepmmsearch.cli.search import AllowPrivateOpt, ConfigOpt, NoCacheOpt, footer, run_tool, search_app, tools_config
 
 
 @search_app.command("image")
@@ -41,14 +29,16 @@ def search_image(
 ) -> None:
     """Find the pages whose images look most like IMAGE (or the --crop region of it), with the image search
     backend the agent would use: titles, pages, scores."""
-    run_config = run_config_from(
+    tools = tools_config(
         config,
-        **tool_overrides(
-            image_search=image_search, grounder=grounder, kb=kb, allow_private=allow_private, no_cache=no_cache
-        ),
-        **{"tools.k": k, "tools.summarizer": "list"},  # the hits are printed, not a summary of them
+        image_search=image_search,
+        grounder=grounder,
+        kb=kb,
+        allow_private=allow_private,
+        no_cache=no_cache,
+        k=k,
+        summarizer="list",  # the hits are printed, not a summary of them
     )
-    tools = run_config.tools
     result = run_tool(tools, crop or "", image)
     if as_json:
         record = {

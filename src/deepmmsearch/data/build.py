@@ -10,6 +10,7 @@ Output folder::
     trajectories.jsonl   every teacher episode, appended as it ends (what makes the build resumable)
     kept.jsonl           the sampled, kept trajectories
     sft/                 the SFT dataset (HF ``datasets`` on disk), one conversation per row
+    prompt_style.txt     the prompt style the episodes were prompted in; SFT keeps it beside the model it trains
     stats.json, stats.md per category, per tool pattern, turns histogram, drop reasons
 """
 
@@ -19,11 +20,10 @@ import json
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from deepmmsearch.agent import Agent
 from deepmmsearch.data.sft import to_sft_row
 from deepmmsearch.errors import ConfigError
 from deepmmsearch.eval.harness import load_done
@@ -125,13 +125,22 @@ async def build_data(
     on_done: Callable[[Trajectory], None] | None = None,
 ) -> dict[str, Any]:
     """Run the teacher on every question not done yet, then filter, sample and write the dataset and stats."""
-    from deepmmsearch.runner import RunConfig
-    from deepmmsearch.tools import build_toolbox
+    from deepmmsearch.models.build import read_prompt_style, write_prompt_style
+    from deepmmsearch.runner import RunConfig, build_agent, resolve_agent_config
 
     config = config or DataBuildConfig()
     run_config = run_config or RunConfig()
+    run_config = replace(run_config, agent=resolve_agent_config(teacher, run_config.agent))
+    style = run_config.agent.prompt_style()
     out = Path(out_dir)
+    recorded = read_prompt_style(out)
+    if recorded is not None and recorded is not style:
+        raise ConfigError(
+            f"{out}: its episodes were prompted in the {recorded} style, this build's in {style}: "
+            f"set --prompts {recorded}, or build into a new folder"
+        )
     out.mkdir(parents=True, exist_ok=True)
+    write_prompt_style(out, style)  # metadata of the data: SFT keeps it beside the model it trains
     ids = [q.id for q in questions]
     if len(set(ids)) != len(ids):
         raise ConfigError("question ids must be unique: they are how a resumed build knows what is done")
@@ -152,12 +161,11 @@ async def build_data(
             on_done(trajectory)
 
     if todo:
-        policy = run_config.load_policy(teacher)
-        agent = Agent(policy, build_toolbox(run_config.tools), run_config.agent)
+        agent = build_agent(teacher, run_config, questions=todo)
         try:
             await agent.run_many(todo, on_done=finished)
         finally:
-            await policy.aclose()
+            await agent.policy.aclose()
 
     judge = get_judge(config.metric)
     trajectories = [done[q.id] for q in questions]

@@ -45,11 +45,8 @@ class Embedder:
 
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)
-        # Written around sentence-transformers' encode, for two reasons. Its truncation (and its tokenizer's) is
-        # state of the shared model, set by each call: threads embedding at once (summaries at 96 tokens, queries at
-        # 64) cut each other's texts, and the demo's SFT data, so its vocabulary, changed from run to run. So
-        # tokenizing holds the lock (the model runs without it). And it pads a batch to its longest text, which
-        # moves a vector's last bits with the batch; here each text is padded to a width set by its own length.
+        # Not sentence-transformers' encode: its truncation is state of the shared model, so concurrent calls cut
+        # each other's texts (tokenizing holds the lock), and its padding to the batch's longest text moves vectors.
         tokenizer = self._model.tokenizer
         batches = []
         with self._lock:
@@ -77,8 +74,7 @@ class Embedder:
         """One query as a (384,) vector."""
         import torch
 
-        # One short sequence gains nothing from intra-op threads, and on a busy machine their spin-waits
-        # cost 10-50x (measured: ~15 ms on one thread against 200-900 ms on two under load).
+        # One short sequence gains nothing from intra-op threads, whose spin-waits cost 10x+ on a busy machine.
         with self._lock:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)

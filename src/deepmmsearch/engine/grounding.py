@@ -4,12 +4,12 @@ Regions are the connected components of pixels that differ from the background c
 of the image border). Each region gets a box, an area, a colour name and a rough shape. The expression is
 parsed into constraints (colour words, shape words, "second from the left", "largest", "top left", ...)
 that filter and order the regions. Nouns the parser does not know ("logo", "building") are ignored, so the
-offline grounder is meant for drawn or staged scenes; real photos need a detector (tools/detectors.py).
+offline grounder is meant for drawn or staged scenes; real photos need a detector (tools/detectors.py). The
+tool that serves it is ``local`` in tools/local_image.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import colorsys
 import re
 from dataclasses import dataclass, field
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from deepmmsearch.tools.base import Box, Grounder
+from deepmmsearch.records import Box
 
 # ---------------------------------------------------------------------------------------------- parsing
 
@@ -274,13 +274,3 @@ def ground(image: Image.Image, expression: str) -> Box | None:
     if region is None:
         return None
     return Box(*region.box, label=f"{region.colour} {region.shape}")
-
-
-class LocalGrounder(Grounder):
-    """The offline grounder: image regions plus the expression parser; no weights."""
-
-    name = "local"
-
-    async def ground(self, image: Image.Image, expression: str) -> Box | None:
-        # Labelling runs in numpy/scipy for a few milliseconds; a thread keeps the event loop free anyway.
-        return await asyncio.to_thread(ground, image, expression)

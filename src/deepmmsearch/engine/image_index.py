@@ -25,8 +25,7 @@ from PIL import Image
 
 from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.images import load_image
-from deepmmsearch.records import read_jsonl, write_jsonl
-from deepmmsearch.tools.base import ImageHit
+from deepmmsearch.records import ImageHit, read_jsonl, write_jsonl
 
 INDEX_FILE = "image_index.faiss"
 OWNERS_FILE = "image_index.npy"
@@ -237,8 +236,7 @@ _OMP_LOCK = threading.Lock()
 def _search_one_thread(index: Any, query: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
     import faiss
 
-    # One query gains nothing from OpenMP, and on a busy machine waking its threads costs ~15 ms per call
-    # (measured on 2 shared cores: 15 ms with the default threads, 0.5 ms with one).
+    # One query gains nothing from OpenMP, whose thread wake-ups cost ~15 ms a call on a busy machine (0.5 ms without).
     # The thread count is process-wide: the lock keeps concurrent searches from restoring each other's value.
     with _OMP_LOCK:
         threads = faiss.omp_get_max_threads()

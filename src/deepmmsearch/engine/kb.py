@@ -189,6 +189,31 @@ def _progress(show: bool) -> Iterator[Callable[[str, int], Callable[[int], Any]]
 # ---------------------------------------------------------------------------------------------- finding one
 
 
+def default_kb_dir() -> Path:
+    """Where the default knowledge base is (or will be) built; the name changes with the corpus version."""
+    from deepmmsearch.config import cache_dir
+    from deepmmsearch.engine.corpus import CORPUS_NAME, DEFAULT_MAX_TOKENS, corpus_version
+
+    return cache_dir() / "kb" / f"{CORPUS_NAME}-{corpus_version()}-v{KB_FORMAT}-t{DEFAULT_MAX_TOKENS}"
+
+
+def ensure_default_kb(show_progress: bool = True) -> Path:
+    """The default knowledge base folder (the Wikipedia intros of :mod:`.corpus`), built first on its first use."""
+    from deepmmsearch.engine.corpus import DEFAULT_MAX_TOKENS, default_pages
+
+    out = default_kb_dir()
+    if is_built(out):
+        return out
+    if show_progress:
+        from rich.console import Console
+
+        Console(stderr=True, highlight=False).print(
+            f"[dim]Indexing the default knowledge base (Wikipedia intros) into {out}; this happens once.[/]"
+        )
+    build_kb(default_pages(), out, max_tokens=DEFAULT_MAX_TOKENS, show_progress=show_progress, replace=False)
+    return out
+
+
 def resolve_kb(kb: str | Path | None, show_progress: bool = True) -> Path:
     """The built knowledge base a local backend should open.
 
@@ -196,7 +221,7 @@ def resolve_kb(kb: str | Path | None, show_progress: bool = True) -> Path:
     only ``pages.jsonl`` (the in-memory backend's format) is indexed once into the cache, keyed by its
     path and the file's size and time, so that ``--kb`` works for both backends.
     """
-    from deepmmsearch.engine.corpus import cache_dir, ensure_default_kb
+    from deepmmsearch.config import cache_dir
 
     if kb is None or str(kb) == "":
         return ensure_default_kb(show_progress)

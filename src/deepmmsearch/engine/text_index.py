@@ -248,8 +248,8 @@ class TextIndex:
         import faiss
 
         vector = self._embedder_loader().encode_query(query)
-        # One query gains nothing from OpenMP threads, whose start-up and spin-waits cost 0.4 -> 25 ms on a
-        # 10k index here. The setting belongs to the calling thread; it is restored for later batch work.
+        # One query gains nothing from OpenMP threads, whose start-up and spin-waits cost more than the search.
+        # The setting belongs to the calling thread; it is restored for later batch work.
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(1)
         try:

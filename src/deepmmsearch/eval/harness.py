@@ -12,7 +12,7 @@ from deepmmsearch.errors import ConfigError
 from deepmmsearch.eval.judges import ALL_METRICS, JudgeResult, get_judge
 from deepmmsearch.eval.loaders import BenchmarkSet, check_images, stratified_sample
 from deepmmsearch.eval.metrics import summarize
-from deepmmsearch.eval.modes import MODES, TOOL_MODES, run_mode
+from deepmmsearch.eval.modes import MODES, mode_plan
 from deepmmsearch.eval.report import PriceTable, build_report, write_report
 from deepmmsearch.policies import Policy
 from deepmmsearch.records import Question, Trajectory, append_jsonl, read_jsonl, trim_torn_tail
@@ -93,8 +93,7 @@ async def evaluate(
     """Run, judge and report. ``on_start(total, already_done)`` and ``on_done(trajectory)`` drive a progress bar.
     ``source``, the benchmark the questions came from, says where images were looked for and goes into the report.
     Every local image is checked before the first episode: a missing one is an error, never an ``input_error`` run."""
-    from deepmmsearch.runner import RunConfig
-    from deepmmsearch.tools import build_toolbox
+    from deepmmsearch.runner import RunConfig, build_agent
 
     config = config or EvalConfig()
     run_config = run_config or RunConfig()
@@ -121,13 +120,12 @@ async def evaluate(
             on_done(trajectory)
 
     if todo:
-        policy = run_config.load_policy(model)
-        toolbox = build_toolbox(run_config.tools) if config.mode in TOOL_MODES else None
+        agent = build_agent(model, run_config, mode_plan(config.mode), todo)
         try:
-            for trajectory in await run_mode(config.mode, policy, toolbox, todo, run_config.agent, finished):
+            for trajectory in await agent.run_many(todo, on_done=finished):
                 done[trajectory.question.id] = trajectory
         finally:
-            await policy.aclose()
+            await agent.policy.aclose()
     trajectories = [done[q.id] for q in questions]
     fallbacks = 0
     try:

@@ -219,12 +219,14 @@ def resolve_device(device: str) -> str:
     return device
 
 
-# A trained model answers best under the prompt style it was trained with; SFT and GRPO save it beside the weights.
+# A model answers best under the prompt style it was trained with: `dmms data build` records the style beside the
+# data, SFT keeps it beside the weights (GRPO too), and the code that builds an agent reads it there.
 PROMPT_STYLE_FILE = "prompt_style.txt"
 
 
 def read_prompt_style(path: str | Path) -> PromptStyle | None:
-    """The prompt style a model folder was trained in, or None (a hub id, or a model no run of ours trained)."""
+    """The prompt style a data folder's episodes or a model folder's training were prompted in, or None (a hub id,
+    data or a model no run of ours made)."""
     file = Path(path) / PROMPT_STYLE_FILE
     if not file.is_file():
         return None
@@ -235,7 +237,7 @@ def read_prompt_style(path: str | Path) -> PromptStyle | None:
 
 
 def write_prompt_style(folder: str | Path, style: PromptStyle) -> None:
-    """Record beside a trained model's weights the prompt style it was trained in."""
+    """Record in a data or model folder the prompt style its episodes or its training were prompted in."""
     (Path(folder) / PROMPT_STYLE_FILE).write_text(f"{style.value}\n", encoding="utf-8")
 
 

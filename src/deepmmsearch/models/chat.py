@@ -77,18 +77,3 @@ CHAT_TEMPLATE = (
     "%}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}"
     "<|im_start|>assistant\n{% endif %}"
 )
-
-# Our protocol's tags, added as whole tokens to the small vocabulary of test models (the guide's whole-tag path).
-PROTOCOL_TOKENS: tuple[str, ...] = (
-    "<reason>",
-    "</reason>",
-    "<img_search>",
-    "</img_search>",
-    "<text_search>",
-    "</text_search>",
-    "<answer>",
-    "</answer>",
-    "<information>",
-    "</information>",
-    "<img>",
-)

@@ -62,7 +62,7 @@ def fetch_smollm2(cache: Path, say: Any = print) -> Path:
 
 def resolve_lm(source: str, say: Any = print) -> LMSource:
     """The :class:`LMSource` a ``--lm`` value names (see the module docstring)."""
-    from deepmmsearch.engine.corpus import cache_dir
+    from deepmmsearch.config import cache_dir
 
     if source == SMOLLM2:
         gguf = fetch_smollm2(cache_dir(), say)

@@ -11,8 +11,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from deepmmsearch.errors import InputError
-from deepmmsearch.models.chat import EOS_TOKEN, PAD_TOKEN, PROTOCOL_TOKENS
+from deepmmsearch.models.chat import EOS_TOKEN, PAD_TOKEN
 from deepmmsearch.models.families import DEFAULT_FAMILY, Family, get_family
+from deepmmsearch.protocol import TAG_TOKENS
 
 # Qwen2's pre-tokenizer pattern (single digits, unlike GPT-4's \p{N}{1,3}).
 QWEN_PATTERN = (
@@ -76,7 +77,7 @@ def small_tokenizer(texts: Iterable[str], vocab_size: int = 1024, family: str = 
     )
     backend.decoder = decoders.ByteLevel()
     spec = get_family(family)
-    special = list(spec.special_tokens) + list(PROTOCOL_TOKENS)
+    special = list(spec.special_tokens) + list(TAG_TOKENS)
     trainer = trainers.BpeTrainer(
         vocab_size=max(vocab_size, 256 + len(special)),
         special_tokens=special,  # ids 0..n-1, in this order, never split or merged
@@ -95,7 +96,7 @@ def _wrap(backend: Any, family: Family, protocol_tokens: bool) -> Any:
     skipped = set(family.skipped_special)
     added = [AddedToken(t, special=t in skipped, normalized=False) for t in family.special_tokens]
     if protocol_tokens:
-        added += [AddedToken(t, special=False, normalized=False) for t in PROTOCOL_TOKENS]
+        added += [AddedToken(t, special=False, normalized=False) for t in TAG_TOKENS]
     backend.add_tokens(added)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,

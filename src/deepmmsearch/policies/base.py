@@ -10,15 +10,15 @@ from typing import Any
 from PIL import Image
 
 from deepmmsearch.errors import ConfigError
-from deepmmsearch.protocol import STOP_STRINGS, PromptStyle
-from deepmmsearch.records import Message, Question
+from deepmmsearch.protocol import STOP_STRINGS
+from deepmmsearch.records import Message
 
 
 @dataclass
 class SamplingConfig:
     """How replies are sampled; shared by every policy that samples."""
 
-    temperature: float = field(default=0.0, metadata={"help": "0 is greedy"})
+    temperature: float = field(default=0.0, metadata={"help": "0 is greedy", "aliases": ("--temperature",)})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
     max_new_tokens: int = field(default=1024, metadata={"help": "longest reply per turn, in tokens"})
 
@@ -27,23 +27,37 @@ class SamplingConfig:
             raise ConfigError(f"sampling: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1; got {self}")
 
 
+EPISODE_MARK = "#"  # an episode's id is its question's id, this mark and the episode's place in its run
+
+
+def episode_id(question_id: str, index: int) -> str:
+    """The id of the ``index``-th episode of a run, on the question ``question_id``."""
+    return f"{question_id}{EPISODE_MARK}{index}"
+
+
 @dataclass
 class Conversation:
     """What a policy sees: the messages so far and the input image they refer to.
 
-    ``id`` names the episode, so that a policy may keep per-episode state such as a KV cache. ``question`` is the
-    record the episode answers; models ignore it, but a teacher that knows the ground truth reads it.
-    ``max_new_tokens`` and ``max_length`` bound this turn's reply (in tokens) and prompt plus reply, below the
-    sampling settings and the model's context: the agent sets them from the episode's token budget.
+    ``id`` names the episode, so that a policy may keep per-episode state such as a KV cache; it starts with the id
+    of the question the episode answers (:attr:`question_id`). ``answer_only``: this reply must answer, the episode
+    gives the model no tools (the baselines). ``max_new_tokens`` and ``max_length`` bound this turn's reply (in
+    tokens) and prompt plus reply, below the sampling settings and the model's context: the agent sets them from the
+    episode's token budget.
     """
 
     id: str
     messages: list[Message]
     image: Image.Image | None = None
-    question: Question | None = None
+    answer_only: bool = False
     max_new_tokens: int | None = None
     max_length: int | None = None
     started_at: float | None = None  # time.monotonic() when the policy began on it; the reply timeout counts from it
+
+    @property
+    def question_id(self) -> str:
+        """The id of the question this conversation's episode answers."""
+        return self.id.split(EPISODE_MARK, 1)[0]
 
     def reply_room(self, prompt_tokens: int, max_new_tokens: int, context: int) -> int:
         """Tokens this turn's reply may take after ``prompt_tokens`` of prompt: the sampling settings'
@@ -78,13 +92,11 @@ class Policy(ABC):
     """A model that writes the assistant's next reply.
 
     ``max_batch_size`` tells the agent loop how many conversations one :meth:`generate` call may take; the
-    loop gathers requests of concurrent episodes up to that size. ``prompts`` is the prompt style the model was
-    trained with, when known; the agent then prompts its episodes in it. ``marks_start``: see below.
+    loop gathers requests of concurrent episodes up to that size. ``marks_start``: see below.
     """
 
     name: str = "policy"
     max_batch_size: int = 1
-    prompts: PromptStyle | None = None
     # True for a policy that may hold a batch back (behind a lock, a request limit) and sets each conversation's
     # ``started_at`` when it starts on it; otherwise the agent loop sets it when it hands the batch over.
     marks_start: bool = False

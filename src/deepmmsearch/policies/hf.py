@@ -199,7 +199,7 @@ class HFPolicy(Policy):
         ``guide``: one built for this tokenizer before (building one decodes every token of the vocabulary)."""
         import torch
 
-        from deepmmsearch.models.build import load_model, read_prompt_style
+        from deepmmsearch.models.build import load_model
 
         self.config = config or HFConfig()
         self.sampling = sampling or SamplingConfig()
@@ -207,7 +207,6 @@ class HFPolicy(Policy):
         self.max_batch_size = self.config.max_batch_size
         if loaded is None:
             self.model, self.processor = load_model(path, self.config.dtype, self.config.device)
-            self.prompts = read_prompt_style(path)
         else:
             self.model, self.processor = loaded
         self.device = next(self.model.parameters()).device
@@ -224,8 +223,7 @@ class HFPolicy(Policy):
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._images: dict[str, tuple[Any, dict[str, Any]]] = {}  # per episode: (image, its processed inputs)
         self._lock = threading.Lock()  # one batch on the model at a time; the event loop stays free
-        # Batches queue on a thread of their own: waiting on the lock in the loop's few default threads, they left
-        # none to the tools, whose local searches then timed out (346 of 372 calls, 2 evaluations on 2 cores).
+        # Batches queue on a thread of their own: waiting in the loop's few default threads, they starve the tools.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-generate")
         weakref.finalize(self, self._thread.shutdown, wait=False)  # GRPO makes a policy a step
         self._generator = torch.Generator(device=self.device)

@@ -1,5 +1,6 @@
-"""``oracle``: the offline world's teacher. It knows each question's plan (the ``plan`` field the world writes)
-but acts only through the protocol and the real tools: it answers only once a tool result shows the answer.
+"""``oracle``: the offline world's teacher. It knows each question's plan (the ``plan`` field the world writes),
+handed to it when it is built, but acts only through the protocol and the real tools: it answers only once a tool
+result shows the answer.
 
 Like a strong but not flawless teacher it is imperfect on purpose: sometimes it crops when the whole image would
 do, sometimes it starts with a vague query and refines it. Both rates are configurable.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from deepmmsearch.errors import PolicyError
@@ -20,11 +21,9 @@ from deepmmsearch.protocol import (
     MOST_RELEVANT,
     Action,
     ActionKind,
-    direct_system_prompt,
-    rag_system_prompt,
     render_action,
 )
-from deepmmsearch.records import Message
+from deepmmsearch.records import Message, Question
 
 
 @dataclass
@@ -34,12 +33,9 @@ class OracleConfig:
     seed: int = field(default=0, metadata={"help": "its choices are a function of the seed and the question id"})
 
 
-# The first reply opens by naming what the question wants ("Wanted: weight kilograms."), right after the question
-# that ends the user turn. A reply that searches for it opens by repeating it, a copy after the same mark, before it
-# quotes the best match: its query then copies both from a few tokens back ("weight kilograms of <title>"), where the
-# tiny demo model copied the ask from the first reply, past a whole tool result, 10 times in 124. The repetition
-# opens the reply and does not follow the quote: after a quoted line, the reply that answers goes on differently
-# ("So the answer is"), and a small model goes on after a copy with whatever followed such a copy before.
+# The first reply names what the question wants ("Wanted: weight kilograms."), right after the question.
+# A searching reply repeats it before quoting the best match, so its query copies both from a few tokens back.
+# The repetition opens the reply, never follows a quote: a small model goes on after a copy as it did after the last.
 _LOOK = (
     "I do not recognise what the picture shows, so I will run a reverse image search on the whole image.",
     "The picture alone does not tell me what this is; a reverse image search on the whole image should.",
@@ -87,36 +83,54 @@ _GIVE_UP = (
 )
 
 
+def plans_of(questions: Iterable[Question]) -> dict[str, dict]:
+    """The plans of the world questions among ``questions``, by question id."""
+    return {q.id: q.extra["plan"] for q in questions if q.extra.get("plan")}
+
+
 class OraclePolicy(Policy):
-    """Plays each world question by its plan, through the real tools."""
+    """Plays each world question by its plan, through the real tools. ``plans`` maps question ids to plans (see
+    :func:`plans_of`); no other policy is told them."""
 
     name = "oracle"
     max_batch_size = 256
 
-    def __init__(self, config: OracleConfig | None = None) -> None:
+    def __init__(self, plans: Mapping[str, dict], config: OracleConfig | None = None) -> None:
+        self.plans = plans
         self.config = config or OracleConfig()
 
     async def generate(self, conversations: Sequence[Conversation]) -> list[Generation]:
         return [Generation(text=self._reply(c), finish_reason="stop") for c in conversations]
 
     def _reply(self, conversation: Conversation) -> str:
-        question = conversation.question
-        plan = question.extra.get("plan") if question else None
+        question_id = conversation.question_id
+        plan = self.plans.get(question_id)
         if not plan:
-            raise PolicyError("the oracle plays only offline-world questions (records with a 'plan' field)")
-        rng = random.Random(f"{self.config.seed}:{question.id}:{_turn(conversation.messages)}")
-        decide = random.Random(f"{self.config.seed}:{question.id}")  # the same choices at every turn of an episode
+            raise PolicyError(
+                f"the oracle has no plan for question {question_id!r}: it plays only offline-world questions "
+                "(records with a 'plan' field)"
+            )
+        rng = random.Random(f"{self.config.seed}:{question_id}:{_turn(conversation.messages)}")
+        decide = random.Random(f"{self.config.seed}:{question_id}")  # the same choices at every turn of an episode
         crop_anyway = decide.random() < self.config.needless_crop
         vague_first = decide.random() < self.config.vague_first
-        return render_action(self._next(plan, conversation.messages, rng, crop_anyway, vague_first))
+        return render_action(
+            self._next(plan, conversation.messages, conversation.answer_only, rng, crop_anyway, vague_first)
+        )
 
     def _next(
-        self, plan: dict, messages: list[Message], rng: random.Random, crop_anyway: bool, vague_first: bool
+        self,
+        plan: dict,
+        messages: list[Message],
+        answer_only: bool,
+        rng: random.Random,
+        crop_anyway: bool,
+        vague_first: bool,
     ) -> Action:
         skill = plan["skill"]
         if skill == "search_free":
             return Action(ActionKind.ANSWER, plan["answer"], rng.choice(_FREE).format(answer=plan["answer"]))
-        if messages and messages[0].text in (direct_system_prompt(), rag_system_prompt()):
+        if answer_only:
             # A tool-free workflow (direct answer, or RAG with fixed searches): the oracle is only a reader.
             context = "\n".join(m.text for m in messages if m.role == "user")
             if _mentions(context, plan["answer"]):

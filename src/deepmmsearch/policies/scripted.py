@@ -44,7 +44,7 @@ class ScriptedPolicy(Policy):
         return [self._next(c) for c in conversations]
 
     def _next(self, conversation: Conversation) -> Generation:
-        question_id = conversation.id.split("#", 1)[0]
+        question_id = conversation.question_id
         script = self.scripts.get(question_id, self.scripts.get("*"))
         if script is None:
             raise PolicyError(f"the script has no replies for question {question_id!r} and no '*' entry")

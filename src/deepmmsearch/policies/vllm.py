@@ -72,10 +72,6 @@ class VLLMPolicy(Policy):
         self.name = f"vllm:{path}"
         self.max_batch_size = self.config.max_batch_size
         self.engine, self.processor = loaded if loaded is not None else _start_engine(path, self.config)
-        if loaded is None:
-            from deepmmsearch.models.build import read_prompt_style
-
-            self.prompts = read_prompt_style(path)
         self.params = params
         tokenizer = self.processor.tokenizer
         self.stop_ids = stop_ids(tokenizer)

@@ -1,5 +1,10 @@
 """Tools and their backends, chosen by name.
 
+Every backend adapter lives in this package, one module per family: ``local`` (text search over the local
+engine), ``local_image`` (image search over it, and the offline grounder), ``memory`` (in-memory lookups for
+tests and small folders), ``web_search`` (search APIs, through the web client of :mod:`deepmmsearch.web`),
+``detectors`` (Grounding DINO, OWLv2) and ``summarize`` (extractive and LLM summarizers).
+
 A name maps to a factory that takes the :class:`ToolsConfig`; imports happen only when a backend is built.
 An unknown name is an error that lists the known ones, never a silent fallback.
 """
@@ -9,7 +14,6 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Collection
-from dataclasses import dataclass, field
 from typing import Any
 
 from deepmmsearch.errors import ConfigError
@@ -24,38 +28,8 @@ from deepmmsearch.tools.base import (
     TextSearchBackend,
 )
 from deepmmsearch.tools.cache import ToolCache, default_cache_path
+from deepmmsearch.tools.config import ToolsConfig
 from deepmmsearch.tools.toolbox import Toolbox, ToolboxConfig
-from deepmmsearch.web.config import WebConfig
-
-
-@dataclass
-class ToolsConfig:
-    """Which backend serves each tool, and where their data lives."""
-
-    text_search: str = field(default="local", metadata={"help": "text search backend"})
-    image_search: str = field(default="local", metadata={"help": "image search backend"})
-    grounder: str = field(default="local", metadata={"help": "grounding backend for crop search"})
-    summarizer: str = field(default="extractive", metadata={"help": "how hits are condensed for the model"})
-    summarizer_model: str | None = field(
-        default=None, metadata={"help": "llm summarizer: MODEL[@BASE_URL] (default gpt-4o-mini on OpenAI)"}
-    )
-    kb: str | None = field(
-        default=None, metadata={"help": "knowledge-base folder; None = the default Wikipedia one (local backends)"}
-    )
-    retrieval: str = field(default="hybrid", metadata={"help": "local text search: hybrid, bm25 or dense"})
-    k: int = field(default=5, metadata={"help": "hits per search"})
-    timeout_s: float = field(default=30.0, metadata={"help": "per tool call"})
-    grounder_model: str | None = field(
-        default=None, metadata={"help": "grounding-dino/owlv2: local folder or hub id (default: the base model)"}
-    )
-    cache_path: str | None = field(
-        default=None, metadata={"help": "SQLite tool cache (default: tools.sqlite in $DMMS_CACHE_DIR or ~/.cache)"}
-    )
-    cache_ttl_s: float = field(default=7 * 24 * 3600, metadata={"help": "cached results expire after (0: never)"})
-    no_cache: bool = field(default=False, metadata={"help": "call every backend afresh and cache nothing"})
-    web: WebConfig = field(
-        default_factory=WebConfig, metadata={"help": "web backends: endpoints, page reading, limits, safety"}
-    )
 
 
 def _memory_text(config: ToolsConfig) -> TextSearchBackend:
@@ -85,17 +59,17 @@ def _list_summarizer(config: ToolsConfig) -> Summarizer:
 TEXT_SEARCH_BACKENDS: dict[str, Any] = {
     "local": "deepmmsearch.tools.local:local_text_search",
     "memory": _memory_text,
-    "serpapi": "deepmmsearch.web.backends:serpapi_text",
-    "brave": "deepmmsearch.web.backends:brave_text",
-    "searxng": "deepmmsearch.web.backends:searxng_text",
-    "duckduckgo": "deepmmsearch.web.backends:duckduckgo_text",
-    "tavily": "deepmmsearch.web.backends:tavily_text",
+    "serpapi": "deepmmsearch.tools.web_search:serpapi_text",
+    "brave": "deepmmsearch.tools.web_search:brave_text",
+    "searxng": "deepmmsearch.tools.web_search:searxng_text",
+    "duckduckgo": "deepmmsearch.tools.web_search:duckduckgo_text",
+    "tavily": "deepmmsearch.tools.web_search:tavily_text",
 }
 IMAGE_SEARCH_BACKENDS: dict[str, Any] = {
     "local": "deepmmsearch.tools.local_image:local_image_search",
     "memory": _memory_image,
-    "serpapi-lens": "deepmmsearch.web.backends:serpapi_lens",
-    "serpapi-reverse-image": "deepmmsearch.web.backends:serpapi_reverse_image",
+    "serpapi-lens": "deepmmsearch.tools.web_search:serpapi_lens",
+    "serpapi-reverse-image": "deepmmsearch.tools.web_search:serpapi_reverse_image",
 }
 GROUNDERS: dict[str, Any] = {
     "none": _no_grounder,
@@ -104,9 +78,9 @@ GROUNDERS: dict[str, Any] = {
     "owlv2": "deepmmsearch.tools.detectors:owlv2",
 }
 SUMMARIZERS: dict[str, Any] = {
-    "extractive": "deepmmsearch.engine.summarize:extractive_summarizer",
+    "extractive": "deepmmsearch.tools.summarize:extractive_summarizer",
     "list": _list_summarizer,
-    "llm": "deepmmsearch.engine.summarize:llm_summarizer",
+    "llm": "deepmmsearch.tools.summarize:llm_summarizer",
 }
 
 

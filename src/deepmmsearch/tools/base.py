@@ -1,5 +1,7 @@
 """Tool interfaces. A backend is one small class with one async method returning typed hits.
 
+The hits and boxes themselves are records (:mod:`deepmmsearch.records`), so the engine below can return them.
+
 Whatever backend is behind them, the model sees the same three tools: text search, image search (whole
 image or crop) and, inside crop search, grounding.
 """
@@ -7,52 +9,10 @@ image or crop) and, inside crop search, grounding.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
 
 from PIL import Image
 
-
-@dataclass
-class TextHit:
-    title: str
-    url: str
-    text: str  # the passage or snippet
-    score: float | None = None
-
-    def to_source(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class ImageHit:
-    title: str
-    url: str  # the page the image appears on
-    description: str = ""
-    image: str | None = None  # where the matched image itself lives
-    score: float | None = None
-
-    def to_source(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Box:
-    """A region of the input image in pixels, (x0, y0) inclusive and (x1, y1) exclusive."""
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-    label: str = ""
-
-    def as_list(self) -> list[int]:
-        return [self.x0, self.y0, self.x1, self.y1]
-
-    def clip(self, width: int, height: int) -> Box | None:
-        """The box limited to the image, or None when nothing of it is left."""
-        x0, y0 = max(0, self.x0), max(0, self.y0)
-        x1, y1 = min(width, self.x1), min(height, self.y1)
-        return Box(x0, y0, x1, y1, self.label) if x1 > x0 and y1 > y0 else None
+from deepmmsearch.records import Box, ImageHit, TextHit
 
 
 class TextSearchBackend(ABC):
@@ -90,3 +50,6 @@ class Summarizer(ABC):
 
     @abstractmethod
     async def summarize_images(self, question: str, hits: list[ImageHit]) -> str: ...
+
+
+__all__ = ["Box", "Grounder", "ImageHit", "ImageSearchBackend", "Summarizer", "TextHit", "TextSearchBackend"]

@@ -60,7 +60,7 @@ MISS = object()  # what ToolCache.get returns for an absent or expired entry
 def default_cache_path() -> Path:
     """``tools.sqlite`` in the folder where built indexes are cached too (``$DMMS_CACHE_DIR``, else
     ``$XDG_CACHE_HOME/deepmmsearch`` or ``~/.cache/deepmmsearch``)."""
-    from deepmmsearch.engine.corpus import cache_dir
+    from deepmmsearch.config import cache_dir
 
     return cache_dir() / "tools.sqlite"
 

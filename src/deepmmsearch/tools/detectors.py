@@ -19,7 +19,7 @@ from deepmmsearch.errors import ConfigError, ToolError
 from deepmmsearch.tools.base import Box, Grounder
 
 if TYPE_CHECKING:
-    from deepmmsearch.tools import ToolsConfig
+    from deepmmsearch.tools.config import ToolsConfig
 
 DEFAULT_MODELS = {
     "grounding-dino": "IDEA-Research/grounding-dino-tiny",

@@ -17,7 +17,7 @@ from deepmmsearch.tools.base import TextHit, TextSearchBackend
 
 if TYPE_CHECKING:
     from deepmmsearch.engine.text_index import TextIndex
-    from deepmmsearch.tools import ToolsConfig
+    from deepmmsearch.tools.config import ToolsConfig
 
 
 class LocalTextSearch(TextSearchBackend):

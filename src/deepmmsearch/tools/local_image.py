@@ -18,11 +18,11 @@ from PIL import Image
 
 from deepmmsearch.errors import ConfigError, DmmsError, ToolError
 from deepmmsearch.files import build_beside
-from deepmmsearch.tools.base import Grounder, ImageHit, ImageSearchBackend
+from deepmmsearch.tools.base import Box, Grounder, ImageHit, ImageSearchBackend
 
 if TYPE_CHECKING:
     from deepmmsearch.engine.image_index import ImageIndex
-    from deepmmsearch.tools import ToolsConfig
+    from deepmmsearch.tools.config import ToolsConfig
 
 
 def image_index_dir(kb: str | Path) -> Path:
@@ -38,7 +38,7 @@ def image_index_dir(kb: str | Path) -> Path:
     records_file = kb / "images.jsonl"
     if not records_file.is_file():
         raise ConfigError(f"--kb {kb}: no image index and no images.jsonl; build one with dmms kb build --images")
-    from deepmmsearch.engine.corpus import cache_dir
+    from deepmmsearch.config import cache_dir
 
     stat = records_file.stat()
     digest = hashlib.blake2b(f"{kb.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode(), digest_size=8).hexdigest()
@@ -100,8 +100,18 @@ def local_image_search(config: ToolsConfig) -> ImageSearchBackend:
     return LocalImageSearch(config.kb)
 
 
+class LocalGrounder(Grounder):
+    """The offline grounder (deepmmsearch.engine.grounding): image regions plus the expression parser; no weights."""
+
+    name = "local"
+
+    async def ground(self, image: Image.Image, expression: str) -> Box | None:
+        from deepmmsearch.engine.grounding import ground
+
+        # Labelling runs in numpy/scipy for a few milliseconds; a thread keeps the event loop free anyway.
+        return await asyncio.to_thread(ground, image, expression)
+
+
 def local_grounder(config: ToolsConfig) -> Grounder:
     """Registry factory for ``--grounder local``: regions + expression parser, no weights."""
-    from deepmmsearch.engine.grounding import LocalGrounder
-
     return LocalGrounder()

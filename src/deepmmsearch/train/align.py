@@ -5,10 +5,9 @@ pictures ("colour: red. shape: star. background: cream.") in two stages:
 
 1. **The tower names the picture.** Each picture's image tokens learn to be the language model's input embeddings
    of its caption's words: every token near one of the words, every word near one of the tokens (a Chamfer
-   distance), and that token nearer to its word than to any other word of the captions (cross-entropy; without it
-   the tower learned colours and not shapes). The language model is frozen and never run, so thousands of
-   pictures cost minutes, where a new tower trained only through a frozen 135M language model learned next to
-   nothing from 1,200 pictures.
+   distance), and that token nearer to its word than to any other word of the captions (cross-entropy, which
+   tells shapes apart). The language model is frozen and never run, so thousands of pictures cost minutes, where
+   a new tower learns slowly through a frozen language model (docs/training.md, "Why these settings").
 2. **The language model learns to read them.** LoRA on its blocks, the caption as the reply to "Describe the
    picture.", loss on the caption only; the adapter is merged into ``final/``.
 """
@@ -72,7 +71,7 @@ def train_align(config: TrainAlignConfig, resume: bool = False) -> dict[str, Any
 
     start = time.perf_counter()
     # --- set-up: devices, run folder, where to resume
-    use_cpu, bf16, dtype = device_and_precision(config.device, config.dtype)
+    use_cpu, bf16, dtype = device_and_precision(config.schedule.device, config.schedule.dtype)
     checkpoint = resume_checkpoint(config.out, resume)
     if not config.captions:
         raise ConfigError("no captioned pictures: set captions: in the config or pass --captions FILE")
@@ -123,8 +122,8 @@ def train_tower(config: TrainAlignConfig, out: str, bf16: bool, bars: Bars) -> d
     from deepmmsearch.models.encoding import image_inputs
     from deepmmsearch.records import read_jsonl
 
-    torch.manual_seed(config.seed)
-    device = "cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu"
+    torch.manual_seed(config.schedule.seed)
+    device = "cuda" if config.schedule.device != "cpu" and torch.cuda.is_available() else "cpu"
     model, processor = load_model(config.model, "float32", device)
     embeddings = model.get_input_embeddings().weight.detach().float()
     unit = embeddings.pow(2).sum(-1).mean().sqrt()  # distances in units of the embeddings' root mean square norm
@@ -156,7 +155,7 @@ def train_tower(config: TrainAlignConfig, out: str, bf16: bool, bars: Bars) -> d
         parameter.requires_grad = True
     optimizer = torch.optim.AdamW(visual.parameters(), lr=config.tower_learning_rate, weight_decay=0.0)
     schedule = get_cosine_schedule_with_warmup(optimizer, min(30, config.tower_steps // 10), config.tower_steps)
-    order = random.Random(config.seed)
+    order = random.Random(config.schedule.seed)
     losses = []
     for step in range(config.tower_steps):
         batch = [picture(order.randrange(len(records))) for _ in range(config.tower_batch_size)]

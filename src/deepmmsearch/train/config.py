@@ -12,6 +12,9 @@ from typing import Any
 
 from deepmmsearch.agent import AgentConfig
 from deepmmsearch.errors import ConfigError
+from deepmmsearch.policies import SamplingConfig
+from deepmmsearch.policies.hf import HFConfig
+from deepmmsearch.policies.vllm import VLLMConfig
 from deepmmsearch.tools import ToolsConfig
 
 # Every linear layer of the language model's blocks, and none of the vision tower's (whose MLP shares the names
@@ -19,12 +22,21 @@ from deepmmsearch.tools import ToolsConfig
 LANGUAGE_MODEL_LINEARS = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 
 
+MAX_PIXELS_HELP = (
+    "largest image, in pixels, after resizing (the image processor's max_pixels; saved with final/); None: the "
+    "model's own (a released Qwen2.5-VL's allows 12.8M pixels, 16,384 tokens an image)"
+)
+
+
 @dataclass
 class LoraSettings:
     """LoRA adapters (PEFT) on the language model; the vision tower and projector train only where ``train_vision``
     says."""
 
-    enabled: bool = field(default=True, metadata={"help": "train LoRA adapters; false: full fine-tuning of the LM"})
+    enabled: bool = field(
+        default=True,
+        metadata={"help": "train LoRA adapters; false: full fine-tuning of the LM", "aliases": ("--lora/--full",)},
+    )
     rank: int = field(default=8, metadata={"help": "adapter rank (the paper: 8)"})
     alpha: int = field(default=16, metadata={"help": "adapter scale numerator (scale = alpha / rank)"})
     dropout: float = field(default=0.05, metadata={"help": "dropout on the adapter input"})
@@ -34,7 +46,44 @@ class LoraSettings:
 
     def __post_init__(self) -> None:
         if self.rank < 1:
-            raise ValueError(f"lora.rank must be at least 1, got {self.rank}")
+            raise ConfigError(f"lora.rank must be at least 1, got {self.rank}")
+
+
+@dataclass
+class Schedule:
+    """How long and how fast a run trains, on what, and how often it logs and saves: the settings every trainer
+    shares. Each config sets its own defaults (SFT's are the class's)."""
+
+    epochs: float = field(default=3.0, metadata={"help": "passes over the data", "aliases": ("--epochs",)})
+    max_steps: int = field(
+        default=-1,
+        metadata={"help": "stop after this many optimizer steps (-1: epochs decide)", "aliases": ("--max-steps",)},
+    )
+    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate", "aliases": ("--lr",)})
+    lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name"})
+    warmup: float = field(
+        default=0.1, metadata={"help": "warm-up: optimizer steps, or below 1 a share of all the steps"}
+    )
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    per_device_batch_size: int = field(
+        default=1, metadata={"help": "examples (pictures, conversations or rollouts) per forward pass per device"}
+    )
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
+    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16 or float32"})
+    device: str = field(default="auto", metadata={"help": "auto or cpu"})
+    seed: int = field(default=0, metadata={"help": "data order, initialization and sampling seed"})
+    logging_steps: int = field(default=1, metadata={"help": "log every N optimizer steps"})
+    save_steps: int = field(
+        default=50, metadata={"help": "checkpoint every N optimizer steps", "aliases": ("--save-steps",)}
+    )
+    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept (older ones are deleted)"})
+
+    def __post_init__(self) -> None:
+        for name in ("per_device_batch_size", "logging_steps", "save_steps", "save_total_limit"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"schedule.{name} must be at least 1, got {getattr(self, name)}")
+        if self.warmup < 0 or self.learning_rate <= 0:
+            raise ConfigError("schedule.warmup must be 0 or more and schedule.learning_rate positive")
 
 
 @dataclass
@@ -60,35 +109,24 @@ class TrainAlignConfig:
     train_vision: bool = field(
         default=False, metadata={"help": "the tower and merger keep learning while the language model reads"}
     )
-    epochs: float = field(default=1.0, metadata={"help": "passes over the pictures"})
-    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: epochs decide)"})
-    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate of the reading stage"})
-    lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name"})
-    warmup_ratio: float = field(default=0.03, metadata={"help": "share of the steps spent warming up"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     global_batch_size: int = field(default=16, metadata={"help": "pictures per optimizer step, all devices"})
-    per_device_batch_size: int = field(default=16, metadata={"help": "pictures per forward pass per device"})
-    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16 or float32"})
-    device: str = field(default="auto", metadata={"help": "auto or cpu"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
-    seed: int = field(default=0, metadata={"help": "data order and initialization seed"})
-    logging_steps: int = field(default=10, metadata={"help": "log every N optimizer steps"})
-    save_steps: int = field(default=200, metadata={"help": "checkpoint every N optimizer steps"})
-    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept (older ones are deleted)"})
+    schedule: Schedule = field(
+        default_factory=lambda: Schedule(
+            epochs=1.0, learning_rate=1e-3, warmup=0.03, per_device_batch_size=16, logging_steps=10, save_steps=200
+        ),
+        metadata={"help": "the reading stage's schedule; the tower's own stage has its tower_* settings"},
+    )
 
     def __post_init__(self) -> None:
-        _check_batch(self.global_batch_size, self.per_device_batch_size)
-        for name in ("logging_steps", "save_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        _check_batch(self.global_batch_size, self.schedule.per_device_batch_size)
         if self.rows is not None and self.rows < 1:
-            raise ValueError(f"rows must be at least 1, got {self.rows}")
+            raise ConfigError(f"rows must be at least 1, got {self.rows}")
         if self.tower_steps < 0:
-            raise ValueError(f"tower_steps must not be negative, got {self.tower_steps}")
+            raise ConfigError(f"tower_steps must not be negative, got {self.tower_steps}")
         if self.tower_batch_size < 1:
-            raise ValueError(f"tower_batch_size must be at least 1, got {self.tower_batch_size}")
+            raise ConfigError(f"tower_batch_size must be at least 1, got {self.tower_batch_size}")
         if not (self.lora.enabled or self.train_vision):
-            raise ValueError("alignment would train nothing: enable lora or set train_vision")
+            raise ConfigError("alignment would train nothing: enable lora or set train_vision")
 
 
 @dataclass
@@ -103,36 +141,16 @@ class TrainSFTConfig:
         default=False,
         metadata={"help": "also train the vision tower and projector (the paper freezes them)"},
     )
-    epochs: float = field(default=3.0, metadata={"help": "passes over the data"})
-    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: epochs decide)"})
-    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate"})
-    lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name"})
-    warmup_ratio: float = field(default=0.1, metadata={"help": "share of the steps spent warming up"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     global_batch_size: int = field(default=8, metadata={"help": "conversations per optimizer step, all devices"})
-    per_device_batch_size: int = field(default=1, metadata={"help": "conversations per forward pass per device"})
     max_length: int = field(default=8192, metadata={"help": "longer conversations are left out (never cut)"})
-    max_pixels: int | None = field(
-        default=None,
-        metadata={
-            "help": "largest image, in pixels, after resizing (the image processor's max_pixels; saved with final/); "
-            "None: the model's own (a released Qwen2.5-VL's allows 12.8M pixels, 16,384 tokens an image)"
-        },
-    )
-    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16 or float32"})
-    device: str = field(default="auto", metadata={"help": "auto or cpu"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
+    max_pixels: int | None = field(default=None, metadata={"help": MAX_PIXELS_HELP})
     limit: int | None = field(default=None, metadata={"help": "train on the first N conversations only"})
-    seed: int = field(default=0, metadata={"help": "data order and initialization seed"})
-    logging_steps: int = field(default=1, metadata={"help": "log every N optimizer steps"})
-    save_steps: int = field(default=50, metadata={"help": "checkpoint every N optimizer steps"})
-    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept (older ones are deleted)"})
+    schedule: Schedule = field(default_factory=Schedule)
 
     def __post_init__(self) -> None:
-        _check_batch(self.global_batch_size, self.per_device_batch_size)
-        for name in ("logging_steps", "save_steps", "max_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        _check_batch(self.global_batch_size, self.schedule.per_device_batch_size)
+        if self.max_length < 1:
+            raise ConfigError(f"max_length must be at least 1, got {self.max_length}")
         _check_max_pixels(self.max_pixels)
 
 
@@ -147,7 +165,7 @@ class RewardSettings:
 
     def __post_init__(self) -> None:
         if self.metric == "llm" and not self.judge_model:
-            raise ValueError("reward.metric llm needs reward.judge_model MODEL[@BASE_URL]")
+            raise ConfigError("reward.metric llm needs reward.judge_model MODEL[@BASE_URL]")
 
 
 IMPORTANCE_SAMPLING_MODES = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
@@ -158,7 +176,7 @@ class TrainGRPOConfig:
     """Online GRPO: rollouts run our agent loop with real tools; tool-result tokens carry no loss."""
 
     model: str = field(default="", metadata={"help": "model folder to start from (usually an SFT run's final/)"})
-    questions: str = field(default="", metadata={"help": "question records (JSONL) to roll out on"})
+    questions: str = field(default="", metadata={"help": "question records (JSONL) to roll out on", "aliases": ("-q",)})
     out: str = field(default="runs/grpo", metadata={"help": "run folder: checkpoints, logs and final/ (the model)"})
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(enabled=False))
     train_vision: bool = field(
@@ -166,48 +184,43 @@ class TrainGRPOConfig:
         metadata={"help": "also train the vision tower and projector (the paper freezes them)"},
     )
     tools: ToolsConfig = field(default_factory=ToolsConfig)
-    agent: AgentConfig = field(default_factory=AgentConfig)
+    agent: AgentConfig = field(
+        default_factory=lambda: AgentConfig(max_episode_tokens=8192),
+        metadata={
+            "help": "the rollouts' agent loop; its max_episode_tokens (the paper's 8,192-token response limit) is "
+            "TRL's max_completion_length"
+        },
+    )
+    sampling: SamplingConfig = field(
+        default_factory=lambda: SamplingConfig(temperature=1.0, max_new_tokens=8192),
+        metadata={"help": "how rollouts sample each reply"},
+    )
+    hf: HFConfig = field(
+        default_factory=HFConfig,
+        metadata={
+            "help": "rollouts on the trainer's own model (use_vllm false): guided, prefix_cache and "
+            "max_cached_episodes apply; model, batch and seed are the trainer's"
+        },
+    )
+    vllm: VLLMConfig = field(
+        default_factory=lambda: VLLMConfig(gpu_memory_utilization=0.3, guided=False),
+        metadata={
+            "help": "the vLLM engine TRL colocates with each process (use_vllm true): gpu_memory_utilization, "
+            "max_model_len and tensor_parallel_size apply; batch and seed are the trainer's"
+        },
+    )
     reward: RewardSettings = field(default_factory=RewardSettings)
     num_generations: int = field(default=8, metadata={"help": "rollouts per question (the group)"})
     questions_per_step: int = field(default=1, metadata={"help": "questions per optimizer step, all devices"})
-    per_device_batch_size: int = field(default=8, metadata={"help": "rollouts per forward pass per device"})
     beta: float = field(default=0.001, metadata={"help": "KL coefficient against the reference model"})
     epsilon: float = field(default=0.2, metadata={"help": "PPO-style ratio clip"})
     scale_rewards: str = field(
         default="none", metadata={"help": "none (advantage = reward - group mean, as the paper), group or batch"}
     )
     loss_type: str = field(default="grpo", metadata={"help": "TRL loss aggregation: grpo, dr_grpo, dapo, bnpo"})
-    learning_rate: float = field(default=2e-6, metadata={"help": "peak learning rate"})
-    warmup_steps: int = field(default=45, metadata={"help": "linear warm-up steps"})
-    lr_scheduler: str = field(default="constant_with_warmup", metadata={"help": "transformers scheduler name"})
-    max_steps: int = field(default=-1, metadata={"help": "optimizer steps (-1: epochs decide)"})
-    epochs: float = field(default=1.0, metadata={"help": "passes over the questions"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of rollouts"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling of rollouts"})
-    max_new_tokens: int = field(default=8192, metadata={"help": "longest reply per turn"})
-    max_pixels: int | None = field(
-        default=None,
-        metadata={
-            "help": "largest image, in pixels, after resizing (the image processor's max_pixels; saved with final/); "
-            "None: the model's own (a released Qwen2.5-VL's allows 12.8M pixels, 16,384 tokens an image)"
-        },
-    )
-    max_episode_tokens: int = field(
-        default=8192,
-        metadata={
-            "help": "tokens an episode may add after its opening prompt, replies and tool results (the paper's "
-            "8,192-token response limit); TRL's max_completion_length"
-        },
-    )
-    guided: bool = field(default=True, metadata={"help": "rollouts sample only replies in the protocol's tag layout"})
+    max_pixels: int | None = field(default=None, metadata={"help": MAX_PIXELS_HELP})
     use_vllm: bool = field(
         default=False, metadata={"help": "rollouts generate with a vLLM engine colocated with each trainer process"}
-    )
-    vllm_gpu_memory_utilization: float = field(
-        default=0.3, metadata={"help": "share of each GPU the colocated vLLM engine takes"}
-    )
-    vllm_max_model_length: int | None = field(
-        default=None, metadata={"help": "longest episode the vLLM engine holds; None: the model's context"}
     )
     vllm_importance_sampling_mode: str = field(
         default="token_truncate",
@@ -220,49 +233,47 @@ class TrainGRPOConfig:
     vllm_importance_sampling_clip_max: float = field(
         default=3.0, metadata={"help": "the cap (truncate) or the limit past which a ratio is zeroed (mask)"}
     )
-    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16 or float32"})
-    device: str = field(default="auto", metadata={"help": "auto or cpu"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
     search_only: bool = field(
         default=False,
         metadata={"help": "roll out only on questions that need a search (the vision tower is frozen in GRPO)"},
     )
     limit: int | None = field(default=None, metadata={"help": "use the first N questions only (after search_only)"})
-    seed: int = field(default=0, metadata={"help": "data order and sampling seed"})
-    logging_steps: int = field(default=1, metadata={"help": "log every N optimizer steps"})
-    save_steps: int = field(default=50, metadata={"help": "checkpoint every N optimizer steps"})
-    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept (older ones are deleted)"})
+    schedule: Schedule = field(
+        default_factory=lambda: Schedule(
+            epochs=1.0, learning_rate=2e-6, lr_scheduler="constant_with_warmup", warmup=45, per_device_batch_size=8
+        )
+    )
 
     def __post_init__(self) -> None:
         if self.num_generations < 2:
-            raise ValueError(f"num_generations must be at least 2 (a group), got {self.num_generations}")
+            raise ConfigError(f"num_generations must be at least 2 (a group), got {self.num_generations}")
         if self.scale_rewards not in ("none", "group", "batch"):
-            raise ValueError(f"scale_rewards must be none, group or batch, got {self.scale_rewards!r}")
-        _check_batch(self.questions_per_step * self.num_generations, self.per_device_batch_size)
+            raise ConfigError(f"scale_rewards must be none, group or batch, got {self.scale_rewards!r}")
+        _check_batch(self.questions_per_step * self.num_generations, self.schedule.per_device_batch_size)
         _check_max_pixels(self.max_pixels)
-        if self.max_episode_tokens < 1:
-            raise ValueError(f"max_episode_tokens must be at least 1, got {self.max_episode_tokens}")
+        if self.agent.max_episode_tokens is None:
+            raise ConfigError("agent.max_episode_tokens must be set: it is TRL's max_completion_length")
         if self.vllm_importance_sampling_mode not in IMPORTANCE_SAMPLING_MODES:
-            raise ValueError(
+            raise ConfigError(
                 f"vllm_importance_sampling_mode must be one of {', '.join(IMPORTANCE_SAMPLING_MODES)}, "
                 f"got {self.vllm_importance_sampling_mode!r}"
             )
-        if self.use_vllm and self.guided:
+        if self.use_vllm and self.vllm.guided:
             # vLLM does not report which tokens its grammar forced, and a forced token must carry no weight in the
             # loss (docs/training.md, "Guided rollouts"): guided rollouts stay on the transformers path.
-            raise ValueError("use_vllm: true needs guided: false (vLLM does not say which tokens its grammar forced)")
+            raise ConfigError("use_vllm: true needs vllm.guided: false (vLLM does not say which tokens it forced)")
 
 
 def _check_max_pixels(max_pixels: int | None) -> None:
     if max_pixels is not None and max_pixels < 56 * 56:  # the smallest image Qwen2.5-VL's processor makes
-        raise ValueError(f"max_pixels must be at least {56 * 56} (56 x 56), got {max_pixels}")
+        raise ConfigError(f"max_pixels must be at least {56 * 56} (56 x 56), got {max_pixels}")
 
 
 def _check_batch(global_batch: int, per_device: int) -> None:
     if per_device < 1 or global_batch < 1:
-        raise ValueError("batch sizes must be at least 1")
+        raise ConfigError("batch sizes must be at least 1")
     if global_batch % per_device:
-        raise ValueError(
+        raise ConfigError(
             f"the global batch ({global_batch}) must be a multiple of per_device_batch_size ({per_device})"
         )
 
@@ -278,28 +289,25 @@ def accumulation_steps(global_batch: int, per_device: int, world_size: int) -> i
     return global_batch // per_step
 
 
-def _common(
-    config: TrainAlignConfig | TrainSFTConfig | TrainGRPOConfig,
-    use_cpu: bool,
-    bf16: bool,
-    accumulation: int,
-) -> dict[str, Any]:
+def _common(schedule: Schedule, out: str, use_cpu: bool, bf16: bool, accumulation: int) -> dict[str, Any]:
     return {
-        "output_dir": config.out,
-        "per_device_train_batch_size": config.per_device_batch_size,
+        "output_dir": out,
+        "per_device_train_batch_size": schedule.per_device_batch_size,
         "gradient_accumulation_steps": accumulation,
-        "learning_rate": config.learning_rate,
-        "lr_scheduler_type": config.lr_scheduler,
-        "num_train_epochs": config.epochs,
-        "max_steps": config.max_steps,
+        "learning_rate": schedule.learning_rate,
+        "lr_scheduler_type": schedule.lr_scheduler,
+        "warmup_steps": schedule.warmup,  # transformers reads a float below 1 as a share of the steps
+        "weight_decay": schedule.weight_decay,
+        "num_train_epochs": schedule.epochs,
+        "max_steps": schedule.max_steps,
         "bf16": bf16,
         "use_cpu": use_cpu,
-        "activation_checkpointing": config.gradient_checkpointing,
-        "seed": config.seed,
-        "logging_steps": config.logging_steps,
+        "activation_checkpointing": schedule.gradient_checkpointing,
+        "seed": schedule.seed,
+        "logging_steps": schedule.logging_steps,
         "save_strategy": "steps",
-        "save_steps": config.save_steps,
-        "save_total_limit": config.save_total_limit,
+        "save_steps": schedule.save_steps,
+        "save_total_limit": schedule.save_total_limit,
         "report_to": [],  # our MetricsLogger writes TensorBoard and JSONL itself, with the rollout metrics
         "remove_unused_columns": False,  # our collator and rollout read columns the model's signature does not name
         "dataloader_num_workers": 0,
@@ -311,11 +319,10 @@ def sft_args(config: TrainSFTConfig | TrainAlignConfig, use_cpu: bool, bf16: boo
     """TRL's ``SFTConfig`` for our config: batches derived, preparation skipped (our collator tokenizes)."""
     from trl import SFTConfig
 
-    accumulation = accumulation_steps(config.global_batch_size, config.per_device_batch_size, world_size)
+    schedule = config.schedule
+    accumulation = accumulation_steps(config.global_batch_size, schedule.per_device_batch_size, world_size)
     return SFTConfig(
-        **_common(config, use_cpu, bf16, accumulation),
-        warmup_steps=config.warmup_ratio,  # transformers reads a float below 1 as a share of the steps
-        weight_decay=config.weight_decay,
+        **_common(schedule, config.out, use_cpu, bf16, accumulation),
         max_length=None,  # conversations are filtered by length, never truncated (a cut could split the image)
         dataset_kwargs={"skip_prepare_dataset": True},
     )
@@ -326,24 +333,24 @@ def grpo_args(config: TrainGRPOConfig, use_cpu: bool, bf16: bool, world_size: in
     from trl import GRPOConfig
 
     rollouts = config.questions_per_step * config.num_generations
-    accumulation = accumulation_steps(rollouts, config.per_device_batch_size, world_size)
+    accumulation = accumulation_steps(rollouts, config.schedule.per_device_batch_size, world_size)
     return GRPOConfig(
-        **_common(config, use_cpu, bf16, accumulation),
-        warmup_steps=config.warmup_steps,
+        **_common(config.schedule, config.out, use_cpu, bf16, accumulation),
         num_generations=config.num_generations,
         generation_batch_size=rollouts,
         beta=config.beta,
         epsilon=config.epsilon,
         scale_rewards=config.scale_rewards,
         loss_type=config.loss_type,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        max_completion_length=config.max_episode_tokens,
+        temperature=config.sampling.temperature,
+        top_p=config.sampling.top_p,
+        max_completion_length=config.agent.max_episode_tokens,
         # Colocated: each process samples its own episodes turn by turn, so no process waits on another's turns.
         use_vllm=config.use_vllm,
         vllm_mode="colocate",
-        vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
-        vllm_max_model_length=config.vllm_max_model_length,
+        vllm_gpu_memory_utilization=config.vllm.gpu_memory_utilization,
+        vllm_max_model_length=config.vllm.max_model_len,
+        vllm_tensor_parallel_size=config.vllm.tensor_parallel_size,
         vllm_importance_sampling_mode=config.vllm_importance_sampling_mode,
         vllm_importance_sampling_clip_max=config.vllm_importance_sampling_clip_max,
         # TRL builds the reference model from these; without device_map it would spread one copy over every

@@ -41,7 +41,6 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
 
     from deepmmsearch.eval.harness import Scorer
     from deepmmsearch.models.build import read_prompt_style, write_prompt_style
-    from deepmmsearch.policies import SamplingConfig
     from deepmmsearch.records import read_questions
     from deepmmsearch.tools import build_toolbox
     from deepmmsearch.train.common import (
@@ -62,21 +61,19 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
 
     start = time.perf_counter()
     # --- set-up: devices, run folder, where to resume
-    use_cpu, bf16, dtype = device_and_precision(config.device, config.dtype)
+    use_cpu, bf16, dtype = device_and_precision(config.schedule.device, config.schedule.dtype)
     checkpoint = resume_checkpoint(config.out, resume)
     # Rollouts are prompted in the style the model was trained in; the trained model keeps it.
     style = config.agent.prompt_style(read_prompt_style(config.model))
-    # The episode budget is GRPO's (TRL's max_completion_length); the agent loop enforces it.
-    agent = replace(config.agent, prompts=style.value, max_episode_tokens=config.max_episode_tokens)
-    config = replace(config, agent=agent)
+    # The episode budget (agent.max_episode_tokens) is TRL's max_completion_length too; the agent loop enforces it.
+    config = replace(config, agent=replace(config.agent, prompts=style.value))
 
     # --- data: questions with their images and gold answers; the rollout looks each one up by id
     if not config.questions:
         raise ConfigError("no questions to roll out on: set questions: in the config or pass --questions FILE")
     questions = read_questions(config.questions)
     if config.search_only:
-        # Answers read off the picture depend on vision features GRPO does not train: rolled out on, they are only
-        # learnt by heart, which measurably cost held-out accuracy (docs/training.md, "Known limits").
+        # Answers read off the picture need vision features GRPO does not train: it could only learn them by heart.
         questions = [q for q in questions if q.requires_search]
         if not questions:
             raise ConfigError(f"{config.questions}: search_only is set but no question has requires_search: true")
@@ -106,16 +103,16 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
     # --- rollouts: the agent loop with real tools (their cache makes repeated searches free) and the judge
     toolbox = build_toolbox(config.tools)
     scorer = Scorer(config.reward.metric, config.reward.judge_model)
-    sampling = SamplingConfig(temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens)
     rollout = AgentRollout(
         {q.id: q for q in questions},
         processor,
         toolbox,
         config.agent,
-        sampling,
+        config.sampling,
         scorer,
-        seed=config.seed,
-        guided=config.guided,
+        seed=config.schedule.seed,
+        hf=config.hf,
+        vllm=config.vllm,
     )
 
     # --- trainer: reward = judge_weight x judge + format_weight x format, through TRL's reward_weights

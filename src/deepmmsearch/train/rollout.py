@@ -14,11 +14,13 @@ chose for the model (they were not drawn from the policy).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from deepmmsearch.agent import Agent, AgentConfig
 from deepmmsearch.models.chat import EOS_TOKEN, IMAGE_TOKEN, PAD_TOKEN, VIDEO_TOKEN
+from deepmmsearch.policies.hf import HFConfig
+from deepmmsearch.policies.vllm import VLLMConfig
 from deepmmsearch.protocol import EpisodeState, StopReason, first_turn_prompt, system_prompt
 from deepmmsearch.records import Question, Trajectory
 
@@ -73,8 +75,7 @@ def episode_tokens(processor: Any, trajectory: Trajectory, image: Any) -> Episod
         sampled = [float("nan")] * len(reply_positions)
     for position, value in zip(reply_positions, sampled, strict=True):
         logprobs[position] = value
-    # A token that guided decoding drew again was not the policy's own sample: weighting it would push the model's
-    # probability of a token it is forced to write down without end (the KL then explodes). Weight 0.
+    # A token the guide drew again is not the policy's sample: weighted, the loss pushes down a token it keeps forcing.
     if len(redrawn) == len(reply_positions):
         for position, forced in zip(reply_positions, redrawn, strict=True):
             if forced:
@@ -103,7 +104,8 @@ class AgentRollout:
         sampling: Any,
         scorer: Any,
         seed: int = 0,
-        guided: bool = True,
+        hf: HFConfig | None = None,
+        vllm: VLLMConfig | None = None,
     ) -> None:
         self.questions = questions
         self.processor = processor
@@ -112,7 +114,9 @@ class AgentRollout:
         self.sampling = sampling
         self.scorer = scorer
         self.seed = seed
-        self.guided = guided
+        # The policies' own settings; each step's batch size and seed replace theirs.
+        self.hf = hf or HFConfig()
+        self.vllm = vllm or VLLMConfig(guided=False)
         self.guide: Any = None  # built by the first step's policy, then reused: it depends on the tokenizer only
         self.calls = 0
 
@@ -159,19 +163,19 @@ class AgentRollout:
         when the trainer runs one, else the trainer's own model through transformers."""
         name = f"train:{trainer.state.global_step}"
         if getattr(trainer.args, "use_vllm", False):
-            from deepmmsearch.policies.vllm import VLLMConfig, VLLMPolicy
+            from deepmmsearch.policies.vllm import VLLMPolicy
 
             engine = trainer.vllm_generation
             if engine.mode != "colocate":
                 # In server mode TRL gathers every process's prompts into one call per step; episodes take
                 # different numbers of turns, so processes would wait on each other's turns.
                 raise RuntimeError("multi-turn rollouts need vllm_mode colocate")
-            config = VLLMConfig(max_batch_size=max(batch, 1), guided=False, seed=seed)
+            config = replace(self.vllm, max_batch_size=max(batch, 1), seed=seed)
             return VLLMPolicy(name, self.sampling, config, loaded=(engine.llm, self.processor))
-        from deepmmsearch.policies.hf import HFConfig, HFPolicy
+        from deepmmsearch.policies.hf import HFPolicy
 
-        config = HFConfig(max_batch_size=max(batch, 1), seed=seed, guided=self.guided)
-        policy = HFPolicy(name, self.sampling, config, loaded=(model, self.processor), guide=self.guide)
+        hf_config = replace(self.hf, max_batch_size=max(batch, 1), seed=seed)
+        policy = HFPolicy(name, self.sampling, hf_config, loaded=(model, self.processor), guide=self.guide)
         self.guide = policy.guide
         return policy
 

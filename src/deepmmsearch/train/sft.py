@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -134,8 +134,7 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
     """Run SFT as configured; return a summary (steps, loss, final model folder, wall time)."""
     from trl import SFTTrainer
 
-    from deepmmsearch.models.build import write_prompt_style
-    from deepmmsearch.protocol import prompt_style_of
+    from deepmmsearch.models.build import PROMPT_STYLE_FILE, read_prompt_style, write_prompt_style
     from deepmmsearch.train.common import (
         device_and_precision,
         image_size_limit,
@@ -149,13 +148,21 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
 
     start = time.perf_counter()
     # --- set-up: devices, run folder, where to resume
-    use_cpu, bf16, dtype = device_and_precision(config.device, config.dtype)
+    use_cpu, bf16, dtype = device_and_precision(config.schedule.device, config.schedule.dtype)
     checkpoint = resume_checkpoint(config.out, resume)
 
     # --- data: rows of `dmms data build`, too-long conversations left out (cutting one could split its image)
     if not config.data:
         raise ConfigError("no training data: set data: in the config or pass --data DIR")
     rows, data_dir = load_sft_rows(config.data, config.limit)
+    style = read_prompt_style(data_dir)  # the data's prompt style, kept beside the model: agents prompt it so
+    if style is None:
+        warnings.warn(
+            f"{data_dir} records no prompt style ({PROMPT_STYLE_FILE}, written by `dmms data build`): the model is "
+            "saved without one, and agents prompt it in the configured style, else full",
+            UserWarning,
+            stacklevel=2,
+        )
 
     # --- model: vision tower frozen, LoRA or the whole language model trainable
     model, processor = trainable_model(
@@ -170,8 +177,6 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
             f"{max(lengths)}); raise max_length, or lower max_pixels (images take most of them)"
         )
     if len(keep) < len(lengths):
-        import warnings
-
         warnings.warn(
             f"SFT leaves out {len(lengths) - len(keep)} of {len(lengths)} conversations longer than max_length="
             f"{config.max_length} tokens (the longest: {max(lengths)}); raise max_length, or lower max_pixels "
@@ -194,9 +199,6 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
 
     # --- train, continuing from the last checkpoint when resuming
     result, summary = train_and_save(trainer, processor, config.out, checkpoint, start, "SFT", dtype=dtype)
-    # The model answers best when prompted as it was trained: the data's style, told by its system prompts.
-    styles = Counter(prompt_style_of(m[0]["content"]) for m in rows["messages"] if m and m[0]["role"] == "system")
-    style = styles.most_common(1)[0][0] if styles else None
     if style is not None and trainer.is_world_process_zero():
         write_prompt_style(summary["final"], style)
     return {

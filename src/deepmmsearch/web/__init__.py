@@ -1,8 +1,8 @@
-"""Web search backends and safe page fetching.
+"""The web client beneath the web tools: HTTP with limits, retries and redaction, address safety, page fetching.
 
-Importing this package is cheap: httpx, trafilatura and ddgs are imported by the modules that use them
-(:mod:`.http`, :mod:`.fetch`, :mod:`.backends`), which the tool registry loads only when a web backend is
-chosen. :class:`WebConfig` is the one setting object they share.
+Importing this package is cheap: httpx and trafilatura are imported by the modules that use them (:mod:`.http`,
+:mod:`.fetch`). The search providers that speak through this client are tools (``deepmmsearch.tools.web_search``).
+:class:`WebConfig` is the one setting object they share.
 """
 
 from deepmmsearch.web.config import WebConfig

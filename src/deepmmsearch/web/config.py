@@ -29,7 +29,10 @@ class WebConfig:
     )
     allow_private: bool = field(
         default=False,
-        metadata={"help": "let page fetching reach loopback and private addresses (local development only)"},
+        metadata={
+            "help": "let page fetching reach loopback and private addresses (local development only)",
+            "aliases": ("--allow-private",),
+        },
     )
     max_page_bytes: int = field(default=2 * 2**20, metadata={"help": "bytes read per page; the rest is dropped"})
     max_api_bytes: int = field(default=8 * 2**20, metadata={"help": "bytes read per search API response"})
@@ -59,14 +62,14 @@ class WebConfig:
     def __post_init__(self) -> None:
         for name in ("fetch_top", "page_chars", "max_page_bytes", "max_api_bytes", "max_in_flight"):
             if getattr(self, name) < 1:
-                raise ValueError(f"web.{name} must be 1 or more, got {getattr(self, name)}")
+                raise ConfigError(f"web.{name} must be 1 or more, got {getattr(self, name)}")
         for name in ("timeout_s", "per_host_rps", "fetch_budget_s"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"web.{name} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"web.{name} must be positive, got {getattr(self, name)}")
         if self.max_retries < 0 or self.max_redirects < 0 or self.backoff_s < 0:
-            raise ValueError("web.max_retries, web.max_redirects and web.backoff_s must be 0 or more")
+            raise ConfigError("web.max_retries, web.max_redirects and web.backoff_s must be 0 or more")
         if not isinstance(self.endpoints, dict):
-            raise ValueError(f"web.endpoints must be a mapping of backend name to URL, got {self.endpoints!r}")
+            raise ConfigError(f"web.endpoints must be a mapping of backend name to URL, got {self.endpoints!r}")
 
     def endpoint(self, backend: str, default: str | None) -> str | None:
         """The API endpoint of ``backend``: ``DMMS_<BACKEND>_URL``, else the config file, else ``default``."""

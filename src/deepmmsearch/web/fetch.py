@@ -8,7 +8,6 @@ model only through the observation, which the protocol neutralizes and wraps in 
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -16,12 +15,9 @@ import httpx
 
 from deepmmsearch.errors import ToolError
 from deepmmsearch.protocol import clean_text
-from deepmmsearch.tools.base import TextHit, TextSearchBackend
 from deepmmsearch.web.config import WebConfig
-from deepmmsearch.web.http import HttpClient, Response, redact
+from deepmmsearch.web.http import HttpClient, Response
 from deepmmsearch.web.safety import AddressGuard, Resolver
-
-log = logging.getLogger(__name__)
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -145,40 +141,6 @@ class PageFetcher:
             else:
                 results.append(task.result())
         return results
-
-
-class PageReadingTextSearch(TextSearchBackend):
-    """A text search whose top hits carry their page's main text instead of the engine's snippet.
-
-    The summarizer then condenses real page text; hits whose page cannot be read keep their snippet, and
-    every hit stays in the trajectory's sources with its URL.
-    """
-
-    def __init__(self, inner: TextSearchBackend, fetcher: PageFetcher, config: WebConfig) -> None:
-        self.inner = inner
-        self.fetcher = fetcher
-        self.config = config
-        self.name = inner.name
-        # Reading pages changes the hits, so the cache must not mix them with snippet-only ones.
-        inner_id = getattr(inner, "cache_id", None) or inner.name
-        self.cache_id = (
-            f"{inner_id}|pages:top={config.fetch_top},chars={config.page_chars},private={config.allow_private}"
-        )
-
-    async def search(self, query: str, k: int) -> list[TextHit]:
-        hits = await self.inner.search(query, k)
-        targets = [h for h in hits[: self.config.fetch_top] if h.url.startswith(("http://", "https://"))]
-        pages = await self.fetcher.fetch_many([h.url for h in targets], self.config.fetch_budget_s)
-        for hit, page in zip(targets, pages, strict=True):
-            if isinstance(page, Page) and page.text:
-                hit.text = _cut(page.text, self.config.page_chars)
-            elif isinstance(page, ToolError):
-                log.info("kept the snippet of %s: %s", hit.url, redact(str(page)))
-        return hits
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def _short(url: str) -> str:

@@ -21,23 +21,44 @@ import json
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from deepmmsearch.errors import ConfigError
 from deepmmsearch.records import write_jsonl
 from deepmmsearch.world.draw import captioned_pictures, draw_entity
-from deepmmsearch.world.generate import KINDS, Entity, image_description, make_entities, page_text
+from deepmmsearch.world.generate import KINDS, PICTURED, Entity, image_description, make_entities, page_text
 from deepmmsearch.world.questions import WorldQuestion, questions_for
 
 
 @dataclass
 class WorldConfig:
-    seed: int = 0
-    entities: int = 300  # pictured entities; places are added in proportion
-    unseen_share: float = 0.15  # of pictured entities held out of train and dev, asked about only in test
-    dev_share: float = 0.1
-    test_share: float = 0.1
-    captions: int = 3000  # captioned pictures of random looks, none of them an entity's
+    """The size and seed of the offline world."""
+
+    seed: int = field(default=0, metadata={"help": "same seed, same world, byte for byte"})
+    entities: int = field(
+        default=300, metadata={"help": "pictured entities, about 6 questions each; places are added in proportion"}
+    )
+    unseen_share: float = field(
+        default=0.15, metadata={"help": "pictured entities held out of train and dev, asked about only in test"}
+    )
+    dev_share: float = field(default=0.1, metadata={"help": "questions drawn into the dev split"})
+    test_share: float = field(default=0.1, metadata={"help": "questions drawn into the test split"})
+    captions: int = field(
+        default=3000, metadata={"help": "captioned pictures of random looks, none an entity's (captions.jsonl)"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.entities < len(PICTURED):  # every category pictured once, persons included (others refer to them)
+            raise ConfigError(f"entities must be at least {len(PICTURED)} (one per category), got {self.entities}")
+        if self.captions < 0:
+            raise ConfigError(f"captions must not be negative, got {self.captions}")
+        if not (0 <= self.unseen_share < 1 and self.dev_share >= 0 and self.test_share >= 0):
+            raise ConfigError("unseen_share must be in [0, 1), dev_share and test_share 0 or more")
+        if self.dev_share + self.test_share >= 1:
+            raise ConfigError(
+                f"dev_share + test_share must leave questions to train on, got {self.dev_share} + {self.test_share}"
+            )
 
 
 def build_world(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from deepmmsearch.errors import ConfigError
 from deepmmsearch.world.draw import BACKGROUNDS, COLOURS, PATTERNS, SHAPES, Look
 
 PICTURED = ("landmark", "animal", "plant", "artwork", "vehicle", "person")
@@ -422,7 +423,7 @@ def _looks(rng: random.Random, count: int) -> list[Look]:
             chosen.append(c)
             if len(chosen) == count:
                 return [Look(s, c, b, p, a, rng.randrange(4)) for s, c, b, p, a in chosen]
-    raise ValueError(f"cannot draw {count} distinct entities; at most {len(chosen)}")
+    raise ConfigError(f"entities: cannot draw {count} distinct looks; at most {len(chosen)}")
 
 
 def _distance(a: tuple, b: tuple) -> int:

@@ -1,7 +1,8 @@
-"""Web search backends: one small class per provider, all speaking through :class:`HttpClient`.
+"""Web search backends: one small class per provider, all speaking through the web client (:mod:`deepmmsearch.web`).
 
-Text: SerpAPI (Google), Brave Search, SearXNG, DuckDuckGo (through ``ddgs``), Tavily. Images: SerpAPI
-Google Lens and Google reverse image search. Keys come from environment variables, are registered for
+Text: SerpAPI (Google), Brave Search, SearXNG, DuckDuckGo (through ``ddgs``), Tavily; each reads its top hits'
+pages (:class:`PageReadingTextSearch`) unless ``tools.web.fetch_pages`` is off. Images: SerpAPI Google Lens and
+Google reverse image search. Keys come from environment variables, are registered for
 redaction the moment they are read, and are never stored anywhere else; every endpoint can be moved with
 ``DMMS_<BACKEND>_URL`` or ``tools.web.endpoints``.
 """
@@ -12,6 +13,7 @@ import asyncio
 import hashlib
 import html
 import io
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -25,11 +27,13 @@ from PIL import Image
 from deepmmsearch.errors import ConfigError, ToolError
 from deepmmsearch.tools.base import ImageHit, ImageSearchBackend, TextHit, TextSearchBackend
 from deepmmsearch.web.config import WebConfig
+from deepmmsearch.web.fetch import Page, PageFetcher
 from deepmmsearch.web.http import HttpClient, backoff_delay, redact, register_secret
 
 if TYPE_CHECKING:
-    from deepmmsearch.tools import ToolsConfig
+    from deepmmsearch.tools.config import ToolsConfig
 
+log = logging.getLogger(__name__)
 _TAG_RE = re.compile(r"<[^>]{0,200}>")
 
 
@@ -307,6 +311,43 @@ class DuckDuckGoSearch(TextSearchBackend):
         raise ToolError(f"duckduckgo: {problem} (gave up after {attempts} attempts)")
 
 
+# ---------------------------------------------------------------------------------------------- page reading
+
+
+class PageReadingTextSearch(TextSearchBackend):
+    """A text search whose top hits carry their page's main text instead of the engine's snippet.
+
+    The summarizer then condenses real page text; hits whose page cannot be read keep their snippet, and
+    every hit stays in the trajectory's sources with its URL.
+    """
+
+    def __init__(self, inner: TextSearchBackend, fetcher: PageFetcher, config: WebConfig) -> None:
+        self.inner = inner
+        self.fetcher = fetcher
+        self.config = config
+        self.name = inner.name
+        # Reading pages changes the hits, so the cache must not mix them with snippet-only ones.
+        inner_id = getattr(inner, "cache_id", None) or inner.name
+        self.cache_id = (
+            f"{inner_id}|pages:top={config.fetch_top},chars={config.page_chars},private={config.allow_private}"
+        )
+
+    async def search(self, query: str, k: int) -> list[TextHit]:
+        hits = await self.inner.search(query, k)
+        targets = [h for h in hits[: self.config.fetch_top] if h.url.startswith(("http://", "https://"))]
+        pages = await self.fetcher.fetch_many([h.url for h in targets], self.config.fetch_budget_s)
+        for hit, page in zip(targets, pages, strict=True):
+            if isinstance(page, Page) and page.text:
+                hit.text = _cut(page.text, self.config.page_chars)
+            elif isinstance(page, ToolError):
+                log.info("kept the snippet of %s: %s", hit.url, redact(str(page)))
+        return hits
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
+
+
 # ---------------------------------------------------------------------------------------------- factories
 # The registry in deepmmsearch.tools names these as "module:function" strings, imported only when chosen.
 
@@ -314,8 +355,6 @@ class DuckDuckGoSearch(TextSearchBackend):
 def _reading(backend: TextSearchBackend, config: ToolsConfig) -> TextSearchBackend:
     if not config.web.fetch_pages:
         return backend
-    from deepmmsearch.web.fetch import PageFetcher, PageReadingTextSearch
-
     return PageReadingTextSearch(backend, PageFetcher(config.web), config.web)
 
 

@@ -20,7 +20,7 @@ from deepmmsearch.protocol import BEST_MATCH, MOST_RELEVANT
 from deepmmsearch.tools.base import ImageHit, Summarizer, TextHit
 
 if TYPE_CHECKING:
-    from deepmmsearch.tools import ToolsConfig
+    from deepmmsearch.tools.config import ToolsConfig
 
 
 # ---------------------------------------------------------------------------------------------- extractive
@@ -106,7 +106,7 @@ class ExtractiveSummarizer(Summarizer):
 
 
 def result_line(title: str, url: str, text: str) -> str:
-    """One source as the extractive summary shows it (and LM pre-training renders the knowledge base)."""
+    """One source as the extractive summary shows it."""
     return f"{title} ({url}): {text}"
 
 

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from deepmmsearch.engine.summarize import ExtractiveSummarizer, LLMSummarizer, LLMSummarizerConfig, llm_summarizer
 from deepmmsearch.errors import ConfigError, ToolError
 from deepmmsearch.tools import SUMMARIZERS, ToolsConfig
 from deepmmsearch.tools.base import ImageHit, TextHit
+from deepmmsearch.tools.summarize import ExtractiveSummarizer, LLMSummarizer, LLMSummarizerConfig, llm_summarizer
 
 HITS = [
     TextHit("Korvath Point Lighthouse", "https://example.org/korvath",
@@ -90,7 +90,7 @@ def test_llm_summarizer_without_key_or_server_is_a_config_error(monkeypatch: pyt
 def test_registry_names_and_spec(fake_openai) -> None:
     assert {"extractive", "llm", "list"} <= set(SUMMARIZERS)
     assert ToolsConfig().summarizer == "extractive"
-    assert SUMMARIZERS["llm"] == "deepmmsearch.engine.summarize:llm_summarizer"
+    assert SUMMARIZERS["llm"] == "deepmmsearch.tools.summarize:llm_summarizer"
     summarizer = llm_summarizer(ToolsConfig(summarizer="llm", summarizer_model=f"tiny@{fake_openai.base_url}"))
     assert isinstance(summarizer, LLMSummarizer)
     assert summarizer.config.model == "tiny" and summarizer.config.base_url == fake_openai.base_url
