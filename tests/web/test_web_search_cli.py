@@ -47,8 +47,10 @@ def test_search_text_times_out_as_the_agent_would(web, monkeypatch, tmp_path: Pa
     monkeypatch.setenv("DMMS_SEARXNG_URL", web.url("/"))
     web.route("/search", searxng(web, delay_s=1.0))
     config = tmp_path / "run.yaml"
-    config.write_text("tools:\n  text_search: searxng\n  timeout_s: 0.2\n  web: {fetch_pages: false}\n")
-    result = CliRunner().invoke(app, ["search", "text", "korvath", "--config", str(config)])
+    config.write_text("tools:\n  text_search: searxng\n  timeout_s: 30\n")
+    # The flags made from ToolsConfig override the file, as they do for `dmms ask`.
+    flags = ["--tools.timeout-s", "0.2", "--no-tools.web.fetch-pages"]
+    result = CliRunner().invoke(app, ["search", "text", "korvath", "--config", str(config), *flags])
     assert result.exit_code == 1
     assert result.output.strip() == "error: text_search with searxng: timed out after 0.2 s"
 

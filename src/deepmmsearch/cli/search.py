@@ -4,20 +4,26 @@ same backends, cache and timeout)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
 
-from deepmmsearch.cli.app import JsonOpt, KbOpt, app, stderr_console, user_errors
+from deepmmsearch.cli.app import JsonOpt, app, stderr_console, user_errors
+from deepmmsearch.cli.flags import config_flags
+from deepmmsearch.runner import RunConfig
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML run config (flags override it).")]
-TextSearchOpt = Annotated[str | None, typer.Option("--text-search", help="Text search backend.")]
-NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Call every search backend afresh.")]
-AllowPrivateOpt = Annotated[
-    bool,
-    typer.Option("--allow-private", help="Let page fetching reach loopback and private addresses (local development)."),
-]
+# The tool settings a search reads, as flags made from ToolsConfig; -k and --mode stay the commands' own options.
+SHARED_TOOL_FLAGS = (
+    "tools.kb",
+    "tools.timeout_s",
+    "tools.cache_path",
+    "tools.cache_ttl_s",
+    "tools.no_cache",
+    "tools.web",
+)
+TEXT_TOOL_FLAGS = ("tools.text_search", "tools.summarizer", "tools.summarizer_model", *SHARED_TOOL_FLAGS)
+IMAGE_TOOL_FLAGS = ("tools.image_search", "tools.grounder", "tools.grounder_model", *SHARED_TOOL_FLAGS)
 
 search_app = typer.Typer(help="Run a search tool directly: text search or reverse image search.", no_args_is_help=True)
 app.add_typer(search_app, name="search")
@@ -44,15 +50,9 @@ def run_tool(tools: Any, query: str, image: str | None = None) -> Any:
     return result
 
 
-def tools_config(config: Path | None, **tools: Any) -> Any:
-    """The run config's ``tools`` section from ``config`` and the given flags (None: not given)."""
-    from deepmmsearch.config import load_config
-    from deepmmsearch.runner import RunConfig
-
-    given = {k: (str(v) if isinstance(v, Path) else v) for k, v in tools.items()}
-    web = {"allow_private": given.pop("allow_private", None) or None}
-    given["no_cache"] = given.pop("no_cache", None) or None
-    return load_config(RunConfig, config, {"tools": {**given, "web": web}}).tools
+def with_own_options(run: RunConfig, **changes: Any) -> Any:
+    """The run config's ``tools`` section with the command's own options that were given (None: not given)."""
+    return replace(run.tools, **{key: value for key, value in changes.items() if value is not None})
 
 
 def footer(result: Any, backend: str) -> str:
@@ -66,36 +66,23 @@ def footer(result: Any, backend: str) -> str:
 
 @search_app.command("text")
 @user_errors
+@config_flags(RunConfig, "run", yaml=True, only=TEXT_TOOL_FLAGS)
 def search_text(
     query: Annotated[str, typer.Argument(help="What to search for.")],
+    run: RunConfig,
     k: Annotated[int | None, typer.Option("-k", "--k", min=1, help="How many passages (default: tools.k).")] = None,
-    text_search: TextSearchOpt = None,
-    kb: KbOpt = None,
     mode: Annotated[
-        str | None, typer.Option("--mode", help="Local retrieval: hybrid, bm25 or dense (default: hybrid).")
+        str | None, typer.Option("--mode", help="Local retrieval: hybrid, bm25 or dense (default: tools.retrieval).")
     ] = None,
     summarize: Annotated[
         bool, typer.Option("--summarize", help="Also print the summary the agent would read (tools.summarizer).")
     ] = False,
-    config: ConfigOpt = None,
-    allow_private: AllowPrivateOpt = False,
-    no_cache: NoCacheOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Text search with the backend the agent would use (default: local, over the Wikipedia intros indexed on
     first use; --text-search brave, serpapi, ... for the web)."""
     # Without --summarize the list summarizer costs nothing; its text is not printed.
-    summarizer = None if summarize else "list"
-    tools = tools_config(
-        config,
-        text_search=text_search,
-        kb=kb,
-        allow_private=allow_private,
-        no_cache=no_cache,
-        k=k,
-        retrieval=mode,
-        summarizer=summarizer,
-    )
+    tools = with_own_options(run, k=k, retrieval=mode, summarizer=None if summarize else "list")
     result = run_tool(tools, query)
     backend = f"{tools.text_search} ({tools.retrieval})" if tools.text_search == "local" else tools.text_search
     summary = result.observation if summarize and result.sources else None

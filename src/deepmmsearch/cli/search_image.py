@@ -7,38 +7,27 @@ from typing import Annotated
 
 import typer
 
-from deepmmsearch.cli.app import GrounderOpt, ImageSearchOpt, JsonOpt, KbOpt, stderr_console, user_errors
-from deepmmsearch.cli.search import AllowPrivateOpt, ConfigOpt, NoCacheOpt, footer, run_tool, search_app, tools_config
+from deepmmsearch.cli.app import JsonOpt, stderr_console, user_errors
+from deepmmsearch.cli.flags import config_flags
+from deepmmsearch.cli.search import IMAGE_TOOL_FLAGS, footer, run_tool, search_app, with_own_options
+from deepmmsearch.runner import RunConfig
 
 
 @search_app.command("image")
 @user_errors
+@config_flags(RunConfig, "run", yaml=True, only=IMAGE_TOOL_FLAGS)
 def search_image(
     image: Annotated[str, typer.Argument(help="Image path or http(s) URL.")],
+    run: RunConfig,
     crop: Annotated[
         str | None, typer.Option("--crop", help='Search only the region this names, e.g. "the red logo on the left".')
     ] = None,
     k: Annotated[int | None, typer.Option("-k", "--k", min=1, help="How many images (default: tools.k).")] = None,
-    kb: KbOpt = None,
-    image_search: ImageSearchOpt = None,
-    grounder: GrounderOpt = None,
-    config: ConfigOpt = None,
-    allow_private: AllowPrivateOpt = False,
-    no_cache: NoCacheOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Find the pages whose images look most like IMAGE (or the --crop region of it), with the image search
     backend the agent would use: titles, pages, scores."""
-    tools = tools_config(
-        config,
-        image_search=image_search,
-        grounder=grounder,
-        kb=kb,
-        allow_private=allow_private,
-        no_cache=no_cache,
-        k=k,
-        summarizer="list",  # the hits are printed, not a summary of them
-    )
+    tools = with_own_options(run, k=k, summarizer="list")  # the hits are printed, not a summary of them
     result = run_tool(tools, crop or "", image)
     if as_json:
         record = {
