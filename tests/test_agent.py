@@ -166,6 +166,24 @@ def test_generation_is_batched_across_episodes(toolbox, question):
     assert sum(policy.batches) == 20 and max(policy.batches) == 8 and len(policy.batches) == 3
 
 
+def test_concurrent_runs_of_one_agent_share_its_batcher_whatever_its_plan(question):
+    from deepmmsearch.eval.modes import DIRECT_PLAN
+
+    # As the server calls it: separate run() calls at once. With a 5 s window, only a shared batcher fills a
+    # batch of 2 and goes at once; a batcher per call would wait out the window and send two calls of one.
+    policy = CountingPolicy()
+    policy.max_batch_size = 2
+    agent = Agent(policy, None, AgentConfig(batch_window_s=5.0), DIRECT_PLAN)
+    image = Image.new("RGB", (8, 8))
+
+    async def two_at_once():
+        return await asyncio.gather(agent.run(question, image), agent.run(question, image))
+
+    for _ in range(2):  # a second event loop gets a batcher of its own, which works as well
+        assert [t.answer for t in asyncio.run(asyncio.wait_for(two_at_once(), 2.0))] == ["x", "x"]
+    assert policy.batches == [2, 2]
+
+
 class SlowPolicy(Policy):
     name = "slow"
 

@@ -45,7 +45,7 @@ def test_a_float_written_without_a_dot_is_read_as_a_number(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("sampling:\n  top_p: 9e-1\n  temperature: 1\n")  # YAML reads 9e-1 as a string
     sampling = load_config(RunConfig, path).sampling
-    assert sampling.top_p == 0.9 and sampling.temperature == 1
+    assert sampling.top_p == 0.9 and sampling.temperature == 1 and isinstance(sampling.temperature, float)
 
 
 def test_a_section_given_in_part_keeps_the_rest_of_its_owners_default(tmp_path):

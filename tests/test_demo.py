@@ -1,5 +1,6 @@
 """`dmms demo --quick` end to end, as a new user runs it, then again to show that finished stages are reused."""
 
+import io
 import json
 import subprocess
 import sys
@@ -59,3 +60,47 @@ def test_a_missing_language_model_is_refused_before_any_stage(tmp_path):
     assert done.returncode != 0
     assert "nowhere.gguf: no such GGUF file" in done.stderr
     assert not (out / "world").exists()
+
+
+def test_the_results_table_fits_an_80_column_terminal():
+    from rich.console import Console
+
+    from deepmmsearch.demo import COLUMNS, table_for_terminal
+
+    names = ["Direct answer", "RAG workflow", "Prompt agent", "Agent, SFT", "Agent, SFT + RL"]
+    rows = [{"system": name, **{key: 100.0 for key, _ in COLUMNS}, "tool_calls": 12.35} for name in names]
+    rows[0]["unseen_entity"] = None
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(table_for_terminal(rows, "Accuracy (%) on the offline world's test split (full run)"))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+    for word in ["System", *names, "All", "Refine", "Unseen", "Calls/q", "free", "12.35", "—"]:
+        assert word in text
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        out |= _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+    return out
+
+
+def test_the_demo_trains_with_the_shipped_recipes_changing_only_folders_and_sizes(tmp_path):
+    from dataclasses import asdict
+
+    from deepmmsearch.demo import DemoConfig, recipe, stage_configs
+
+    run = {"model", "out", "schedule.seed", "schedule.save_steps"}
+    allowed = {
+        "align": run | {"captions", "rows", "tower_steps"},
+        "sft": run | {"data"},
+        "grpo": run
+        | {"questions", "tools.kb", "tools.cache_path", "limit", "schedule.max_steps", "num_generations"}
+        | {"questions_per_step", "schedule.per_device_batch_size"},
+    }
+    for config in (DemoConfig(seed=3), DemoConfig.quick(seed=3)):
+        for stage, built in stage_configs(tmp_path, config).items():
+            shipped, used = _flat(asdict(recipe(stage))), _flat(asdict(built))
+            changed = {key for key in shipped if used[key] != shipped[key]}
+            assert changed <= allowed[stage], (stage, changed - allowed[stage])
+            assert used["schedule.seed"] == 3 and used["out"] == str(tmp_path / stage)

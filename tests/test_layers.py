@@ -23,7 +23,10 @@ class Layer:
 # Bottom first. A unit may import its own layer and the layers before it in this list, never those after it.
 LAYERS = (
     Layer("the vocabulary: errors, tag grammar, records and hits, config", ("errors", "protocol", "records", "config")),
-    Layer("leaf helpers: image loading, devices and threads, progress bars", ("images", "devices", "progress")),
+    Layer(
+        "leaf helpers: image loading, devices and threads, progress bars, atomic folder builds",
+        ("images", "devices", "progress", "files"),
+    ),
     Layer("the local search engine: knowledge bases, text and image indexes, grounding, embedder", ("engine",)),
     Layer("the web client: HTTP with limits and retries, address safety, page fetching", ("web",)),
     Layer("every tool backend (local, web, summarizers, grounders) by name, the cache, the toolbox", ("tools",)),
@@ -35,6 +38,11 @@ LAYERS = (
     Layer("programs: the end-to-end demo, the self-check, the HTTP server", ("demo", "doctor", "serve")),
     Layer("the dmms command and the package's public namespace", ("cli", "__init__", "__main__")),
 )
+
+# Folders of the package without Python in them (the configs link) hold data: the README names them, no layer does.
+DATA_FOLDERS = {
+    p.name for p in PACKAGE.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")) and not any(p.rglob("*.py"))
+}
 
 # A registry names a backend as "deepmmsearch.x.y:factory" and imports it when chosen: an import all the same.
 _MODULE_STRING = re.compile(r"deepmmsearch(\.\w+)+:\w+")
@@ -170,7 +178,9 @@ def test_readme_layout_names_every_folder_in_layer_order():
     layout = (REPO / "README.md").read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
     named = re.findall(r"^\s+(\w+)(?:/|\.py)\s", layout, flags=re.MULTILINE)
     units = {_unit(m) for m in MODULES} - {"__init__", "__main__"}
-    assert not units - set(named), f"the README's Layout section does not name: {sorted(units - set(named))}"
-    assert not set(named) - units, f"the README's Layout section names what the package lacks: {set(named) - units}"
-    layers = [_layer(f"deepmmsearch.{unit}") for unit in named]
+    assert "configs" in DATA_FOLDERS  # the link the demo and a wheel read the recipes through
+    folders = units | DATA_FOLDERS
+    assert not folders - set(named), f"the README's Layout section does not name: {sorted(folders - set(named))}"
+    assert not set(named) - folders, f"the README's Layout section names what the package lacks: {set(named) - folders}"
+    layers = [_layer(f"deepmmsearch.{unit}") for unit in named if unit not in DATA_FOLDERS]
     assert layers == sorted(layers), f"the README's Layout section must list the layers bottom first: {named}"

@@ -272,6 +272,15 @@ class Agent:
         self.toolbox = toolbox
         self.config = config or AgentConfig()
         self.plan = plan
+        self._batcher: tuple[asyncio.AbstractEventLoop, GenerationBatcher] | None = None
+
+    def batcher(self) -> GenerationBatcher:
+        """The generation batcher of the running event loop, shared by every run on it: concurrent calls (the
+        server's requests) have their turns batched together, not each in a batcher of its own."""
+        loop = asyncio.get_running_loop()
+        if self._batcher is None or self._batcher[0] is not loop:  # futures belong to one loop: a new loop, anew
+            self._batcher = (loop, GenerationBatcher(self.policy, self.config.batch_window_s))
+        return self._batcher[1]
 
     async def run(
         self, question: Question, image: Image.Image | None = None, on_message: MessageHook | None = None
@@ -288,7 +297,7 @@ class Agent:
     ) -> list[Trajectory]:
         """Run many episodes concurrently; ``on_done`` sees each trajectory as soon as it ends, and
         ``on_message`` each message as soon as it is added (for streaming)."""
-        batcher = GenerationBatcher(self.policy, self.config.batch_window_s)
+        batcher = self.batcher()
         limit = asyncio.Semaphore(self.config.max_concurrent_episodes)
         images = list(images) if images is not None else [None] * len(questions)
 

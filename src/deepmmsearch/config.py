@@ -69,7 +69,7 @@ def _scalar(hint: Any, value: Any, where: str) -> Any:
         fits = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))  # True is an int too
     if not fits:
         raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
-    return value
+    return float(value) if kind is float else value  # YAML's "epochs: 1" is an int: a float field holds 1.0
 
 
 def _dataclass_in(hint: Any) -> type | None:

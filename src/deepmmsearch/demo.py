@@ -31,7 +31,8 @@ SKILLS = ("search_free", "image_search", "crop_search", "multi_hop", "refine")
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo's stages. ``quick()`` gives the smoke-run sizes."""
+    """Sizes of the demo's stages; the recipe itself is the ready-made configs (:func:`recipe`). ``quick()`` gives
+    the smoke-run sizes."""
 
     seed: int = field(default=0, metadata={"help": "seed of the world and of training"})
     lm: str = field(default="smollm2-135m-instruct", metadata={"help": "the student's language model"})
@@ -40,20 +41,14 @@ class DemoConfig:
     teacher_questions: int = field(default=1300, metadata={"help": "train questions the teacher plays (all 1,261)"})
     data_size: int = field(default=600, metadata={"help": "SFT conversations kept"})
     prompts: str = field(default="short", metadata={"help": "prompt style of the data, so of the trained models"})
-    search_hits: int = field(default=3, metadata={"help": "hits a search shows (fewer tokens to read on a CPU)"})
     align_pictures: int = field(default=1200, metadata={"help": "captioned pictures vision alignment learns on"})
-    align_learning_rate: float = field(default=1e-3, metadata={"help": "vision alignment's learning rate"})
     tower_steps: int = field(default=2000, metadata={"help": "steps of 64 pictures in alignment's tower stage"})
-    lora_rank: int = field(default=16, metadata={"help": "LoRA rank of SFT and GRPO"})
-    sft_learning_rate: float = field(default=1e-3, metadata={"help": "SFT learning rate"})
-    sft_epochs: float = field(default=1.0, metadata={"help": "SFT passes over the data"})
     grpo_steps: int = field(default=6, metadata={"help": "GRPO optimizer steps"})
     grpo_questions: int = field(default=20, metadata={"help": "search questions GRPO rolls out on, each many times"})
     grpo_questions_per_step: int = field(default=2, metadata={"help": "questions per GRPO step"})
     grpo_group: int = field(default=4, metadata={"help": "GRPO rollouts per question"})
     # Two rollouts per forward pass: eight of ~1,000 tokens with a 49k-token vocabulary do not fit in 24 GiB.
     grpo_batch: int = field(default=2, metadata={"help": "GRPO rollouts per forward pass"})
-    grpo_learning_rate: float = field(default=2e-5, metadata={"help": "GRPO learning rate"})
     test_questions: int = field(default=240, metadata={"help": "test questions each system answers"})
     eval_workers: int = field(default=2, metadata={"help": "systems evaluated at once, each in a process of its own"})
 
@@ -133,7 +128,7 @@ def run_demo(out: str | Path, config: DemoConfig, say: Callable[[str], None] = p
     folders = [out / "eval" / f"{index}-{system.mode}" for index, system in enumerate(systems)]
     todo = [(s, f) for s, f in zip(systems, folders, strict=True) if not (f / "report.json").is_file()]
     stage("eval", lambda: not todo, lambda: _evaluate_all(world, todo, config))
-    _write_run_config(out / "run.yaml", _eval_run_config(world.resolve(), config))
+    _write_run_config(out / "run.yaml", _eval_run_config(world.resolve()))
     table = results_table(out, systems)
     write_demo_report(out, table, timings)
     return {"table": table, "timings": timings}
@@ -155,20 +150,43 @@ def _build_world(world: Path, config: DemoConfig) -> None:
     index_world(world)
 
 
-def _run_config(world: Path, config: DemoConfig) -> Any:
-    from deepmmsearch.runner import RunConfig
-    from deepmmsearch.tools import ToolsConfig
+RECIPES = {"align": "align-smollm2-cpu", "sft": "sft-smollm2-cpu", "grpo": "grpo-smollm2-cpu"}
+NO_CHECKPOINTS = 10_000  # save_steps past every stage's end: the demo keeps only final/, a stage cut short runs anew
 
+
+def recipe(stage: str, overrides: dict[str, Any] | None = None) -> Any:
+    """The training config of ``stage`` (align, sft or grpo) as ``configs/<name>.yaml`` states it, with
+    ``overrides`` nested like the YAML. The configs ship inside the package (``deepmmsearch/configs`` is the
+    repository's ``configs/``), so a wheel finds them as a clone does."""
+    from importlib.resources import files
+
+    from deepmmsearch.config import load_config
+    from deepmmsearch.train.config import TrainAlignConfig, TrainGRPOConfig, TrainSFTConfig
+
+    classes = {"align": TrainAlignConfig, "sft": TrainSFTConfig, "grpo": TrainGRPOConfig}
+    path = files("deepmmsearch") / "configs" / f"{RECIPES[stage]}.yaml"
+    return load_config(classes[stage], str(path), overrides)
+
+
+def _tool_paths(world: Path) -> dict[str, str]:
     # One tool cache per demo folder: re-runs and the five evaluations replay searches for free.
-    cache = str(world.parent / "tools.sqlite")
-    return RunConfig(tools=ToolsConfig(kb=str(world / "kb"), cache_path=cache, k=config.search_hits))
+    return {"kb": str(world / "kb"), "cache_path": str(world.parent / "tools.sqlite")}
 
 
-def _eval_run_config(world: Path, config: DemoConfig) -> Any:
+def _run_config(world: Path) -> Any:
+    """The GRPO recipe's tools (its hits per search) on the world's knowledge base: the data is built, the agent
+    trained and every system evaluated with the same tools."""
+    from deepmmsearch.runner import RunConfig
+
+    return RunConfig(tools=recipe("grpo", {"tools": _tool_paths(world)}).tools)
+
+
+def _eval_run_config(world: Path) -> Any:
     import dataclasses
 
-    run_config = _run_config(world, config)
-    run_config.sampling.max_new_tokens = 96  # the student's replies are short; a runaway one stops sooner
+    run_config = _run_config(world)
+    # The reply length GRPO trains with: the student's replies are short, and a runaway one stops sooner.
+    run_config.sampling.max_new_tokens = recipe("grpo").sampling.max_new_tokens
     # Greedy decoding repeats an invalid reply: no episode recovered after one (0 of 112 retried, seed 0).
     run_config.agent.rules = dataclasses.replace(run_config.agent.rules, max_consecutive_errors=1)
     return run_config
@@ -189,7 +207,7 @@ def _build_data(world: Path, data: Path, config: DemoConfig) -> None:
     from deepmmsearch.progress import progress_bars
 
     questions = read_questions(world / "questions" / "train.jsonl")[: config.teacher_questions]
-    run_config = _run_config(world, config)
+    run_config = _run_config(world)
     run_config.agent.prompts = config.prompts  # SFT saves it beside the model; GRPO, eval and `dmms ask` read it there
     with progress_bars() as bars:
         asyncio.run(
@@ -210,107 +228,54 @@ def _init_model(out: Path, config: DemoConfig) -> None:
     graft(out, config.lm, vision="tiny", seed=config.seed)
 
 
+def stage_configs(out: Path, config: DemoConfig) -> dict[str, Any]:
+    """The align, SFT and GRPO configs the demo trains with: the ready-made recipes, given the demo's folders, seed
+    and sizes, and no intermediate checkpoints."""
+    world = out / "world"
+    folders = {
+        "align": {"model": out / "model-init", "captions": world / "captions.jsonl", "out": out / "align"},
+        "sft": {"model": out / "align" / "final", "data": out / "data", "out": out / "sft"},
+        "grpo": {"model": out / "sft" / "final", "questions": world / "questions" / "train.jsonl", "out": out / "grpo"},
+    }
+    sizes: dict[str, dict[str, Any]] = {
+        "align": {"rows": config.align_pictures, "tower_steps": config.tower_steps},
+        "sft": {},
+        "grpo": {
+            "num_generations": config.grpo_group,
+            "questions_per_step": config.grpo_questions_per_step,
+            "limit": config.grpo_questions,
+            "tools": _tool_paths(world),
+        },
+    }
+    schedules: dict[str, dict[str, Any]] = {
+        "align": {},
+        "sft": {},
+        "grpo": {"per_device_batch_size": config.grpo_batch, "max_steps": config.grpo_steps},
+    }
+    configs = {}
+    for stage in RECIPES:
+        schedule = {"seed": config.seed, "save_steps": NO_CHECKPOINTS, **schedules[stage]}
+        paths = {key: str(path) for key, path in folders[stage].items()}
+        configs[stage] = recipe(stage, {**paths, **sizes[stage], "schedule": schedule})
+    return configs
+
+
 def _align(out: Path, config: DemoConfig) -> None:
     from deepmmsearch.train.align import train_align
-    from deepmmsearch.train.config import Schedule, TrainAlignConfig
 
-    _in_fresh_process(
-        train_align,
-        TrainAlignConfig(
-            model=str(out / "model-init"),
-            captions=str(out / "world" / "captions.jsonl"),
-            out=str(out / "align"),
-            rows=config.align_pictures,
-            tower_steps=config.tower_steps,
-            lora=_lora(config),
-            schedule=Schedule(
-                epochs=1.0,
-                learning_rate=config.align_learning_rate,
-                warmup=0.03,
-                per_device_batch_size=16,
-                device="cpu",
-                dtype="bfloat16",  # float32 weights under bfloat16 autocast: faster than float32 on a CPU
-                seed=config.seed,
-                logging_steps=10,
-                save_steps=10_000,
-            ),
-        ),
-    )
-
-
-def _lora(config: DemoConfig) -> Any:
-    from deepmmsearch.train.config import LoraSettings
-
-    return LoraSettings(rank=config.lora_rank, alpha=2 * config.lora_rank, dropout=0.0)
+    _in_fresh_process(train_align, stage_configs(out, config)["align"])
 
 
 def _sft(out: Path, config: DemoConfig) -> None:
-    from deepmmsearch.train.config import Schedule, TrainSFTConfig
     from deepmmsearch.train.sft import train_sft
 
-    # As configs/sft-smollm2-cpu.yaml, the paper's SFT: LoRA on every block, vision frozen, loss on the replies only.
-    _in_fresh_process(
-        train_sft,
-        TrainSFTConfig(
-            model=str(out / "align" / "final"),
-            data=str(out / "data"),
-            out=str(out / "sft"),
-            lora=_lora(config),
-            global_batch_size=8,
-            max_length=4096,
-            schedule=Schedule(
-                epochs=config.sft_epochs,
-                learning_rate=config.sft_learning_rate,
-                warmup=0.05,
-                per_device_batch_size=1,  # one conversation per pass: no padding
-                device="cpu",
-                dtype="bfloat16",
-                seed=config.seed,
-                save_steps=10_000,
-                logging_steps=5,
-            ),
-        ),
-    )
+    _in_fresh_process(train_sft, stage_configs(out, config)["sft"])
 
 
 def _grpo(out: Path, config: DemoConfig) -> None:
-    from deepmmsearch.agent import AgentConfig
-    from deepmmsearch.policies import SamplingConfig
-    from deepmmsearch.protocol import Rules
-    from deepmmsearch.train.config import Schedule, TrainGRPOConfig
     from deepmmsearch.train.grpo import train_grpo
 
-    # As configs/grpo-smollm2-cpu.yaml: short episodes and replies keep CPU rollouts within seconds.
-    _in_fresh_process(
-        train_grpo,
-        TrainGRPOConfig(
-            model=str(out / "sft" / "final"),
-            questions=str(out / "world" / "questions" / "train.jsonl"),
-            out=str(out / "grpo"),
-            lora=_lora(config),
-            tools=_run_config(out / "world", config).tools,
-            # Six turns keep rollouts short; the tool budget stays the SFT data's, which the prompt shows.
-            agent=AgentConfig(rules=Rules(max_turns=6), policy_timeout_s=120, max_episode_tokens=8192),
-            num_generations=config.grpo_group,
-            questions_per_step=config.grpo_questions_per_step,
-            # Search questions only: the rest GRPO could only learn by heart (its vision tower is frozen).
-            search_only=True,
-            limit=config.grpo_questions,
-            sampling=SamplingConfig(temperature=0.8, max_new_tokens=96),
-            schedule=Schedule(
-                epochs=1.0,
-                max_steps=config.grpo_steps,
-                learning_rate=config.grpo_learning_rate,
-                lr_scheduler="constant_with_warmup",
-                warmup=0,
-                per_device_batch_size=config.grpo_batch,
-                device="cpu",
-                dtype="bfloat16",
-                seed=config.seed,
-                save_steps=10_000,
-            ),
-        ),
-    )
+    _in_fresh_process(train_grpo, stage_configs(out, config)["grpo"])
 
 
 def _in_fresh_process(function: Callable[..., Any], *args: Any) -> None:
@@ -377,7 +342,7 @@ def _evaluate(world: Path, system: System, folder: Path, config: DemoConfig, eve
     from deepmmsearch.eval.harness import EvalConfig, evaluate
 
     torch.set_num_threads(threads)
-    run_config = _eval_run_config(world, config)
+    run_config = _eval_run_config(world)
     questions = read_questions(world / "questions" / "test.jsonl")[: config.test_questions]
     asyncio.run(
         evaluate(
@@ -446,6 +411,21 @@ def table_markdown(table: list[dict[str, Any]]) -> str:
         cells = ["—" if row[key] is None else f"{row[key]:g}" for key, _ in COLUMNS]
         lines.append(f"| {row['system']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def table_for_terminal(table: list[dict[str, Any]], title: str) -> Any:
+    """The results as a rich table that fits an 80-column terminal: no vertical rules, one space between
+    columns, long headers wrapped at their space, system names never cut."""
+    from rich import box
+    from rich.table import Table
+
+    terminal = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    terminal.add_column("System", no_wrap=True)
+    for _, header in COLUMNS:
+        terminal.add_column(header, justify="right")
+    for row in table:
+        terminal.add_row(row["system"], *("—" if row[key] is None else f"{row[key]:g}" for key, _ in COLUMNS))
+    return terminal
 
 
 def write_demo_report(out: Path, table: list[dict[str, Any]], timings: dict[str, float]) -> Path:

@@ -263,6 +263,15 @@ def trim_torn_tail(path: str | Path) -> None:
         f.truncate(data.rfind(b"\n") + 1)
 
 
+def write_jsonl(path: str | Path, records: Iterable[dict]) -> None:
+    """Write records as JSON Lines (UTF-8, one object a line), replacing the file and creating its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
 def append_jsonl(path: str | Path, records: Iterable[dict]) -> None:
     """Append records durably: each line is flushed and synced, so a crash loses at most the line in flight."""
     path = Path(path)

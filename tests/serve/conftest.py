@@ -58,6 +58,12 @@ Serve = Callable[..., AbstractContextManager[str]]
 
 
 @pytest.fixture
+def make_agent(example_kb: Path) -> Callable[..., Agent]:
+    """``make_agent(script=..., delay_s=...)``: the agent the server tests serve, to adjust before serving it."""
+    return lambda script=None, delay_s=0.0: build_test_agent(example_kb, script, delay_s)
+
+
+@pytest.fixture
 def serve(example_kb: Path) -> Serve:
     """``with serve(delay_s=..., script=..., **ServeConfig fields) as base_url:`` runs a fresh server."""
 

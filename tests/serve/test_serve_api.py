@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from deepmmsearch.errors import ConfigError
-from deepmmsearch.serve import ServeConfig
+from deepmmsearch.serve import ServeConfig, create_app, serve_in_thread
 
 BOX = [120, 30, 200, 220]
 
@@ -214,6 +214,30 @@ def test_image_urls_on_private_hosts_are_refused(server: str) -> None:
     for url in urls:
         response = _post(server, [_image(url), QUESTION])
         assert response.status_code == 400 and "refused" in response.json()["error"]["message"], url
+
+
+def test_an_image_host_that_rebinds_to_loopback_is_never_reached(make_agent, example_image: Path) -> None:
+    """The name passes the check as a public address, then answers loopback when the server connects."""
+    seen: list[str] = []
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(example_image.parent))
+    handler.log_message = lambda self, *args: seen.append(self.path)  # type: ignore[attr-defined]
+    files = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    answers = iter([["93.184.216.34"], ["127.0.0.1"]])
+
+    async def rebinding(host: str, port: int) -> list[str]:
+        return next(answers)
+
+    try:
+        with serve_in_thread(create_app(make_agent(), resolver=rebinding)) as server:
+            url = f"http://rebind.example:{files.server_address[1]}/{example_image.name}"
+            response = _post(server, [_image(url), QUESTION])
+        assert response.status_code == 400
+        assert "refused rebind.example (resolves to 127.0.0.1): loopback" in response.json()["error"]["message"]
+        assert seen == []  # the connection went to no address but the vetted one, and none was left
+    finally:
+        files.shutdown()
+        files.server_close()
 
 
 def test_an_http_image_url_is_fetched(serve, example_image: Path) -> None:

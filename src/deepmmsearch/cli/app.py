@@ -6,7 +6,6 @@ import contextlib
 import functools
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -83,9 +82,6 @@ ModelOpt = Annotated[
         "--model", "-m", help="Model SPEC: hf:PATH, vllm:PATH, openai:MODEL[@BASE_URL], script:FILE or oracle."
     ),
 ]
-ImageSearchOpt = Annotated[str | None, typer.Option("--image-search", help="Image search backend.")]
-GrounderOpt = Annotated[str | None, typer.Option("--grounder", help="Grounding backend for crop search.")]
-KbOpt = Annotated[Path | None, typer.Option("--kb", help="Knowledge-base folder for local search backends.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON records instead of text.")]
 
 

@@ -26,22 +26,15 @@ def demo(
 ) -> None:
     """Build the world and SFT data, align and train the student (SFT, then GRPO), evaluate five systems, print
     the table."""
-    from rich.table import Table
-
-    from deepmmsearch.demo import COLUMN_LEGEND, COLUMNS, DemoConfig, run_demo
+    from deepmmsearch.demo import COLUMN_LEGEND, DemoConfig, run_demo, table_for_terminal
 
     console = stderr_console()
     config = DemoConfig.quick(seed, lm=lm) if quick else DemoConfig(seed=seed, lm=lm)
     start = time.perf_counter()
     result = run_demo(out, config, say=lambda line: console.print(line, markup=False))
-    table = Table(title=f"Accuracy (%) on the offline world's test split ({'quick' if quick else 'full'} run)")
-    table.add_column("System")
-    for _, title in COLUMNS:
-        table.add_column(title, justify="right")
-    for row in result["table"]:
-        table.add_row(row["system"], *("—" if row[k] is None else f"{row[k]:g}" for k, _ in COLUMNS))
+    title = f"Accuracy (%) on the offline world's test split ({'quick' if quick else 'full'} run)"
     from rich.console import Console
 
-    Console().print(table)
+    Console().print(table_for_terminal(result["table"], title))
     typer.echo(COLUMN_LEGEND)
     typer.echo(f"wall time {time.perf_counter() - start:.0f} s · report: {out / 'report.md'}")

@@ -29,9 +29,10 @@ from deepmmsearch.errors import ConfigError
 from deepmmsearch.eval.harness import load_done
 from deepmmsearch.eval.judges import get_judge
 from deepmmsearch.eval.report import tool_pattern
+from deepmmsearch.files import build_beside
 from deepmmsearch.policies import Policy
 from deepmmsearch.protocol import StopReason
-from deepmmsearch.records import Question, Trajectory, append_jsonl
+from deepmmsearch.records import Question, Trajectory, append_jsonl, write_jsonl
 
 TRAJECTORIES = "trajectories.jsonl"
 
@@ -187,23 +188,15 @@ async def build_data(
 def _write_outputs(out: Path, kept: list[Trajectory]) -> None:
     import datasets
 
-    with (out / "kept.jsonl").open("w", encoding="utf-8") as f:
-        for t in kept:
-            f.write(json.dumps(t.to_dict(), ensure_ascii=False) + "\n")
+    write_jsonl(out / "kept.jsonl", (t.to_dict() for t in kept))
     rows = [to_sft_row(t) for t in kept]
     dataset = (
         datasets.Dataset.from_list(rows)
         if rows
         else datasets.Dataset.from_dict({"id": [], "image": [], "messages": [], "category": [], "requires_search": []})
     )
-    tmp = out / ".sft.tmp"
-    dataset.save_to_disk(str(tmp))
-    target = out / "sft"
-    if target.exists():
-        import shutil
-
-        shutil.rmtree(target)
-    tmp.rename(target)
+    with build_beside(out / "sft") as tmp:
+        dataset.save_to_disk(str(tmp))
 
 
 def _stats(

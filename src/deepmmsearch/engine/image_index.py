@@ -25,7 +25,7 @@ from PIL import Image
 
 from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.images import load_image
-from deepmmsearch.records import ImageHit
+from deepmmsearch.records import ImageHit, read_jsonl, write_jsonl
 
 INDEX_FILE = "image_index.faiss"
 OWNERS_FILE = "image_index.npy"
@@ -161,15 +161,17 @@ class ImageIndex:
         out_dir.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self._index, str(out_dir / INDEX_FILE))
         np.save(out_dir / OWNERS_FILE, self.owners)
-        with (out_dir / RECORDS_FILE).open("w", encoding="utf-8") as f:
-            home = out_dir.resolve().parent
-            for record in self.records:
-                # Images inside the knowledge-base folder are stored relative to the index, so the folder can
-                # be moved whole; images elsewhere keep their absolute path.
-                path = Path(record["path"]).resolve()
-                if path.is_relative_to(home):
-                    path = Path(os.path.relpath(path, out_dir.resolve()))
-                f.write(json.dumps(record | {"path": str(path)}, ensure_ascii=False) + "\n")
+        home = out_dir.resolve().parent
+
+        def stored(record: dict) -> dict:
+            # Images inside the knowledge-base folder are stored relative to the index, so the folder can be
+            # moved whole; images elsewhere keep their absolute path.
+            path = Path(record["path"]).resolve()
+            if path.is_relative_to(home):
+                path = Path(os.path.relpath(path, out_dir.resolve()))
+            return record | {"path": str(path)}
+
+        write_jsonl(out_dir / RECORDS_FILE, (stored(record) for record in self.records))
 
     @staticmethod
     def exists(directory: str | Path) -> bool:
@@ -187,11 +189,10 @@ class ImageIndex:
         try:
             index = faiss.read_index(str(directory / INDEX_FILE))
             owners = np.load(directory / OWNERS_FILE)
-            lines = (directory / RECORDS_FILE).read_text(encoding="utf-8").splitlines()
-            records = [json.loads(line) for line in lines if line.strip()]
+            records = list(read_jsonl(directory / RECORDS_FILE))
             for record in records:
                 record["path"] = str((directory / record["path"]).resolve())
-        except (RuntimeError, ValueError, OSError) as e:
+        except (RuntimeError, ValueError, OSError, InputError) as e:
             raise ConfigError(f"{directory}: damaged image index ({e}); rebuild it") from None
         if index.d != DIM or index.ntotal != len(owners) or (len(owners) and owners.max() >= len(records)):
             raise ConfigError(f"{directory}: image index does not match this version or its records; rebuild it")

@@ -20,15 +20,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from deepmmsearch.errors import ConfigError, InputError
+from deepmmsearch.files import build_beside
+from deepmmsearch.records import read_jsonl, write_jsonl
 
 KB_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -73,17 +72,14 @@ def build_kb(
     page_list = list(_read_pages(pages) if isinstance(pages, str | Path) else pages)
     image_records = _read_images(Path(images)) if images else None
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.building-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
     start = time.perf_counter()
-    try:
+    with build_beside(out_dir, replace=replace, complete=is_built) as tmp:
         with _progress(show_progress) as step:
-            _write_jsonl(tmp / "pages.jsonl", page_list)
+            write_jsonl(tmp / "pages.jsonl", page_list)
             passages = [p for page in page_list for p in chunk_page(page, max_words)]
             if not passages:
                 raise InputError("no passages to index: every page is empty")
-            _write_jsonl(tmp / "passages.jsonl", passages)
+            write_jsonl(tmp / "passages.jsonl", passages)
             build_bm25(passages, tmp / "bm25", step("BM25 index", len(passages)))
             reused = 0
             if dense:
@@ -108,27 +104,7 @@ def build_kb(
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _swap_in(tmp, out_dir, replace)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return manifest
-
-
-def _swap_in(tmp: Path, out_dir: Path, replace: bool) -> None:
-    if not out_dir.exists():
-        try:
-            os.rename(tmp, out_dir)  # atomic on one file system
-        except OSError:
-            if not is_built(out_dir):
-                raise
-            # else another process finished the same build first: keep theirs
-        return
-    if not replace and is_built(out_dir):
-        return
-    old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-    os.rename(out_dir, old)  # the old build stays whole until the new one is in place
-    os.rename(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _embed(passages: list[dict], previous: Path, max_tokens: int, step: Callable) -> tuple[Any, int]:
@@ -145,7 +121,7 @@ def _embed(passages: list[dict], previous: Path, max_tokens: int, step: Callable
     if is_built(previous) and (previous / "dense.faiss").is_file():
         manifest = read_manifest(previous)
         if manifest.get("embedder") == MODEL_NAME and manifest.get("max_tokens") == max_tokens:
-            old_texts = [passage_for_embedding(p) for p in _read_jsonl_plain(previous / "passages.jsonl")]
+            old_texts = [passage_for_embedding(p) for p in read_jsonl(previous / "passages.jsonl")]
             old_vectors = read_dense_vectors(previous / "dense.faiss")
             by_hash = {_digest(t): i for i, t in enumerate(old_texts)}
             todo = []
@@ -172,7 +148,7 @@ def _build_images(records: list[dict], base_dir: Path, tmp: Path) -> int:
     absolute = [
         {**r, "path": str(p if (p := Path(r["path"])).is_absolute() else (base_dir / p).resolve())} for r in records
     ]
-    _write_jsonl(tmp / "images.jsonl", absolute)
+    write_jsonl(tmp / "images.jsonl", absolute)
     return build_image_index(records, base_dir, tmp / "images")
 
 
@@ -181,8 +157,6 @@ def _digest(text: str) -> str:
 
 
 def _read_pages(path: str | Path) -> Iterator[dict]:
-    from deepmmsearch.records import read_jsonl
-
     for number, page in enumerate(read_jsonl(path), 1):
         missing = [k for k in ("id", "title", "text") if k not in page]
         if missing:
@@ -191,26 +165,11 @@ def _read_pages(path: str | Path) -> Iterator[dict]:
 
 
 def _read_images(path: Path) -> list[dict]:
-    from deepmmsearch.records import read_jsonl
-
     records = list(read_jsonl(path))
     for number, record in enumerate(records, 1):
         if "path" not in record:
             raise InputError(f"{path}: image {number} lacks 'path'")
     return records
-
-
-def _read_jsonl_plain(path: Path) -> Iterator[dict]:
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
-
-
-def _write_jsonl(path: Path, records: Iterable[dict]) -> None:
-    with path.open("w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 @contextlib.contextmanager

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from deepmmsearch.errors import ConfigError, InputError
+from deepmmsearch.records import read_jsonl
 
 if TYPE_CHECKING:
     import numpy as np
@@ -191,7 +192,7 @@ class TextIndex:
         kb_dir = Path(kb_dir)
         if not (kb_dir / "bm25").is_dir() or not (kb_dir / "passages.jsonl").is_file():
             raise ConfigError(f"{kb_dir}: not a built knowledge base (run: dmms kb build --text PAGES.jsonl --out DIR)")
-        passages = list(_read_lines(kb_dir / "passages.jsonl"))
+        passages = list(read_jsonl(kb_dir / "passages.jsonl"))
         bm25 = bm25s.BM25.load(str(kb_dir / "bm25"), show_progress=False, verbosity=0)
         dense = None
         if (kb_dir / "dense.faiss").is_file():
@@ -259,10 +260,3 @@ class TextIndex:
 
     def _take(self, ranking: Iterable[tuple[int, float]], k: int) -> list[Hit]:
         return [Hit(self.passages[i], score, rank) for rank, (i, score) in enumerate(list(ranking)[:k])]
-
-
-def _read_lines(path: Path) -> Iterator[dict]:
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)

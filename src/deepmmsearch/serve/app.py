@@ -37,9 +37,13 @@ from deepmmsearch.serve.schemas import (
     question_and_image,
 )
 from deepmmsearch.serve.streaming import stream_episode
-from deepmmsearch.web.safety import AddressGuard
+from deepmmsearch.web.config import WebConfig
+from deepmmsearch.web.fetch import PageFetcher
+from deepmmsearch.web.safety import Resolver, UnsafeURLError
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from deepmmsearch.agent import Agent
 
 
@@ -167,10 +171,11 @@ def _replay(body: bytes, receive: Receive, pending: MutableMapping[str, Any] | N
     return replay
 
 
-def create_app(agent: Agent, config: ServeConfig | None = None) -> FastAPI:
+def create_app(agent: Agent, config: ServeConfig | None = None, resolver: Resolver | None = None) -> FastAPI:
     """The ASGI app serving ``agent``: ``POST /v1/chat/completions``, ``GET /v1/models``, ``/health``, ``/``.
 
-    The app owns the agent: its policy is closed when the server shuts down.
+    The app owns the agent: its policy is closed when the server shuts down. ``resolver`` resolves the hosts of
+    image URLs (tests inject one; default: the system's).
     """
     config = config or ServeConfig()
     key = config.api_key()
@@ -249,14 +254,39 @@ def create_app(agent: Agent, config: ServeConfig | None = None) -> FastAPI:
         entry = {"id": model_name, "object": "model", "created": int(started), "owned_by": "deepmmsearch"}
         return {"object": "list", "data": [entry]}
 
-    guard = AddressGuard(config.allow_private_image_urls)
+    # Image URLs are fetched as the text-search tool fetches pages: every hop vetted, and each connection made to
+    # the vetted address itself, so a name that changes its answer (DNS rebinding) cannot turn the server inward.
+    web = WebConfig(
+        allow_private=config.allow_private_image_urls,
+        timeout_s=config.image_timeout_s,
+        max_retries=0,
+        max_page_bytes=config.max_image_bytes,
+        per_host_rps=1000.0,  # admission already bounds the load; one busy image host must not queue the rest
+        max_in_flight=config.max_active,
+    )
+    image_fetcher = PageFetcher(web, resolver=resolver, service="image fetch")
 
-    def check_image_url(url: str) -> None:
-        """Refuse image URLs (and redirects) to hosts that are not public: the server must not be a proxy inward."""
+    async def fetch_image(url: str) -> bytes:
         try:
-            asyncio.run(guard.check_url(url))  # called from a worker thread, which has no event loop of its own
-        except ToolError as e:
+            async with asyncio.timeout(config.image_timeout_s):
+                response, _ = await image_fetcher.get(url, accept="image/*")
+        except UnsafeURLError as e:
             raise InputError(str(e)) from None
+        except (ToolError, TimeoutError) as e:
+            why = str(e) or f"not downloaded within {config.image_timeout_s:g} s"
+            raise InputError(f"{url[:200]}: could not download the image ({why})") from None
+        if response.status >= 400:
+            raise InputError(f"{url[:200]}: could not download the image (HTTP {response.status})")
+        if response.truncated:
+            raise InputError(f"{url[:200]}: image is larger than {config.max_image_bytes // 2**20} MiB")
+        return response.content
+
+    async def read_image(image_url: str) -> Image.Image:
+        data = await fetch_image(image_url) if is_url(image_url) else None
+        # Decoding (and a data URL's base64) blocks; keep it off the event loop that serves everyone else.
+        return await asyncio.to_thread(
+            lambda: decode_image(data if data is not None else read_image_bytes(image_url, limits), "image", limits)
+        )
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorize)], response_model=None)
     async def chat_completions(body: ChatRequest) -> JSONResponse | StreamingResponse:
@@ -268,10 +298,7 @@ def create_app(agent: Agent, config: ServeConfig | None = None) -> FastAPI:
             raise InputError("image_url must be a data URL or an http(s) URL")
         release = await admission.acquire()
         try:
-            # Decoding and downloading block; keep them off the event loop that serves everyone else.
-            image = await asyncio.to_thread(
-                lambda: decode_image(read_image_bytes(image_url, limits, check_image_url), "image", limits)
-            )
+            image = await read_image(image_url)
         except BaseException:
             release()
             raise

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Collection
 from typing import Any
 
 from deepmmsearch.errors import ConfigError
+from deepmmsearch.protocol import ActionKind
 from deepmmsearch.tools.base import (
     Box,
     Grounder,
@@ -92,12 +94,19 @@ def _pick(registry: dict[str, Any], kind: str, name: str, config: ToolsConfig) -
     return factory(config)
 
 
-def build_toolbox(config: ToolsConfig) -> Toolbox:
-    """Build every backend the config names and wrap them in a :class:`Toolbox`."""
+def build_toolbox(config: ToolsConfig, actions: Collection[ActionKind] | None = None) -> Toolbox:
+    """Build the backends the config names and wrap them in a :class:`Toolbox`; with ``actions``, only those
+    these tool actions use (``dmms search text`` builds no image index), else all of them."""
+    wanted = set(actions) if actions is not None else {kind for kind in ActionKind if kind.is_tool}
+    text, image, crop = (
+        ActionKind.TEXT_SEARCH in wanted,
+        any(k.is_image for k in wanted),
+        ActionKind.CROP_SEARCH in wanted,
+    )
     return Toolbox(
-        text_search=_pick(TEXT_SEARCH_BACKENDS, "text search", config.text_search, config),
-        image_search=_pick(IMAGE_SEARCH_BACKENDS, "image search", config.image_search, config),
-        grounder=_pick(GROUNDERS, "grounding", config.grounder, config),
+        text_search=_pick(TEXT_SEARCH_BACKENDS, "text search", config.text_search, config) if text else None,
+        image_search=_pick(IMAGE_SEARCH_BACKENDS, "image search", config.image_search, config) if image else None,
+        grounder=_pick(GROUNDERS, "grounding", config.grounder, config) if crop else None,
         summarizer=_pick(SUMMARIZERS, "summarizer", config.summarizer, config),
         config=ToolboxConfig(k=config.k, timeout_s=config.timeout_s),
         cache=_tool_cache(config),

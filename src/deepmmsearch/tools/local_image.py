@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
-import shutil
 import threading
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from deepmmsearch.errors import ConfigError, DmmsError, ToolError
+from deepmmsearch.files import build_beside
 from deepmmsearch.tools.base import Box, Grounder, ImageHit, ImageSearchBackend
 
 if TYPE_CHECKING:
@@ -46,17 +44,9 @@ def image_index_dir(kb: str | Path) -> Path:
     digest = hashlib.blake2b(f"{kb.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode(), digest_size=8).hexdigest()
     out = cache_dir() / "images" / f"{kb.resolve().name}-{digest}"
     if not ImageIndex.exists(out):
-        # Build beside the final place and rename: a concurrent or interrupted build never leaves half an index.
-        tmp = out.parent / f".{out.name}.building-{uuid.uuid4().hex[:8]}"
-        try:
+        # A concurrent or interrupted build never leaves half an index; a finished one of another process is kept.
+        with build_beside(out, replace=False, complete=ImageIndex.exists) as tmp:
             build_image_index(list(read_jsonl(records_file)), kb, tmp)
-            try:
-                os.rename(tmp, out)
-            except OSError:
-                if not ImageIndex.exists(out):  # someone else won the race only if their index is there
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

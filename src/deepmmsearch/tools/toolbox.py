@@ -31,13 +31,17 @@ class ToolboxConfig:
 
 
 class Toolbox:
-    """Text search, image search and grounding, behind the three actions of the protocol."""
+    """Text search, image search and grounding, behind the three actions of the protocol.
+
+    A backend may be None when no action will need it (``dmms search text`` builds no image search); an action
+    whose backend is missing is a programming error and raises.
+    """
 
     def __init__(
         self,
-        text_search: TextSearchBackend,
-        image_search: ImageSearchBackend,
-        grounder: Grounder,
+        text_search: TextSearchBackend | None,
+        image_search: ImageSearchBackend | None,
+        grounder: Grounder | None,
         summarizer: Summarizer | None = None,
         config: ToolboxConfig | None = None,
         cache: ToolCache | None = None,
@@ -49,17 +53,21 @@ class Toolbox:
         self.config = config or ToolboxConfig()
         self.cache = cache
         if cache is not None:  # every backend call goes through the cache; tools/cache.py keys each kind
-            self.text_search = CachedTextSearch(self.text_search, cache)
-            self.image_search = CachedImageSearch(self.image_search, cache)
-            self.grounder = CachedGrounder(self.grounder, cache)
+            self.text_search = CachedTextSearch(text_search, cache) if text_search else None
+            self.image_search = CachedImageSearch(image_search, cache) if image_search else None
+            self.grounder = CachedGrounder(grounder, cache) if grounder else None
             self.summarizer = CachedSummarizer(self.summarizer, cache)
 
-    async def run(self, action: Action, question: str, image: Image.Image, image_ref: str | None) -> ToolResult:
-        """Carry out one tool action. Never raises for a tool failure: the result's observation says it."""
+    async def run(self, action: Action, question: str, image: Image.Image | None, image_ref: str | None) -> ToolResult:
+        """Carry out one tool action. Never raises for a tool failure: the result's observation says it.
+        ``image`` may be None for a text search only."""
         if not action.kind.is_tool:
             raise ValueError(f"{action.kind} is not a tool action")
-        backend = self.text_search.name if action.kind is ActionKind.TEXT_SEARCH else self.image_search.name
-        result = ToolResult(tool=action.kind.value, query=action.query, backend=backend, observation="")
+        backend = self.text_search if action.kind is ActionKind.TEXT_SEARCH else self.image_search
+        lacks_grounder = action.kind is ActionKind.CROP_SEARCH and self.grounder is None
+        if backend is None or lacks_grounder or (action.kind.is_image and image is None):
+            raise ValueError(f"this toolbox was built without what {action.kind} needs")
+        result = ToolResult(tool=action.kind.value, query=action.query, backend=backend.name, observation="")
         label = "text search" if action.kind is ActionKind.TEXT_SEARCH else "image search"
         start = time.perf_counter()
         try:

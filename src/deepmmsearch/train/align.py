@@ -15,12 +15,12 @@ pictures ("colour: red. shape: star. background: cream.") in two stages:
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from deepmmsearch.errors import ConfigError, InputError
+from deepmmsearch.files import build_beside
 from deepmmsearch.progress import Bars
 from deepmmsearch.train.config import TrainAlignConfig
 
@@ -171,12 +171,9 @@ def train_tower(config: TrainAlignConfig, out: str, bf16: bool, bars: Bars) -> d
         schedule.step()
         losses.append(loss.item())
         bars.update("align: tower", completed=step + 1, total=config.tower_steps, note=f"loss {losses[-1]:.3g}")
-    partial = Path(f"{out}.partial")  # saved beside, renamed into place: a kill leaves no half-written tower
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
-    processor.save_pretrained(partial)
-    shutil.rmtree(out, ignore_errors=True)
-    partial.rename(out)
+    with build_beside(out) as partial:  # a kill leaves no half-written tower
+        model.save_pretrained(partial)
+        processor.save_pretrained(partial)
     return {"first_loss": losses[0], "last_loss": losses[-1]}
 
 

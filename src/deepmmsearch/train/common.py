@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmmsearch.errors import ConfigError
-from deepmmsearch.records import read_jsonl, trim_torn_tail
+from deepmmsearch.records import append_jsonl, read_jsonl, trim_torn_tail, write_jsonl
 from deepmmsearch.train.config import LoraSettings
 
 METRICS_FILE = "metrics.jsonl"
@@ -133,7 +133,7 @@ def resume_checkpoint(out: str | Path, resume: bool) -> str | None:
             # Steps logged after the checkpoint will be trained and logged again: keep each step once.
             step = int(Path(checkpoint).name.rsplit("-", 1)[-1])
             kept = [r for r in read_jsonl(metrics) if r.get("step", 0) <= step]
-            metrics.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+            write_jsonl(metrics, kept)
     return checkpoint
 
 
@@ -259,11 +259,7 @@ def make_metrics_logger(out: str | Path, extra: Callable[[], dict[str, float]] |
                 return
             record = {"step": state.global_step, **logs, **(extra() if extra else {})}
             record = {k: v for k, v in record.items() if not (isinstance(v, float) and math.isnan(v))}
-            out.mkdir(parents=True, exist_ok=True)
-            with (out / METRICS_FILE).open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            append_jsonl(out / METRICS_FILE, [record])
             if self.writer is None:
                 from torch.utils.tensorboard import SummaryWriter
 

@@ -16,7 +16,7 @@ import httpx
 from deepmmsearch.errors import ToolError
 from deepmmsearch.protocol import clean_text
 from deepmmsearch.web.config import WebConfig
-from deepmmsearch.web.http import HttpClient
+from deepmmsearch.web.http import HttpClient, Response
 from deepmmsearch.web.safety import AddressGuard, Resolver
 
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -62,7 +62,8 @@ def extract_main_text(body: str, url: str, content_type: str) -> tuple[str, str]
 
 
 class PageFetcher:
-    """Fetches pages under the safety rules and limits of a :class:`WebConfig`."""
+    """Fetches pages (or, with :meth:`get`, any resource) under the safety rules and limits of a
+    :class:`WebConfig`: each hop vetted, and each connection made to the vetted address itself."""
 
     def __init__(
         self,
@@ -70,22 +71,24 @@ class PageFetcher:
         *,
         resolver: Resolver | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        service: str = "page fetch",
     ) -> None:
         self.config = config
         self.guard = AddressGuard(config.allow_private, resolver)
-        self.http = HttpClient(config, "page fetch", guard=self.guard, transport=transport)
+        self.http = HttpClient(config, service, guard=self.guard, transport=transport)
 
-    async def fetch(self, url: str) -> Page:
-        """Fetch one page and extract its main text. Raises ToolError (UnsafeURLError when refused)."""
+    async def get(self, url: str, accept: str = _ACCEPT) -> tuple[Response, list[str]]:
+        """GET ``url``, following redirects by hand: the final response (any status, its body capped at
+        ``max_page_bytes``) and the URLs redirected to. Raises ToolError (UnsafeURLError when refused)."""
         current = await self.guard.check_url(url)
         redirects: list[str] = []
         async with self.http.session() as client:
             while True:
                 response = await self.http.send(
-                    client, "GET", current, headers={"Accept": _ACCEPT}, max_bytes=self.config.max_page_bytes
+                    client, "GET", current, headers={"Accept": accept}, max_bytes=self.config.max_page_bytes
                 )
                 if response.status not in _REDIRECTS:
-                    break
+                    return response, redirects
                 location = response.headers.get("location")
                 if not location:
                     raise ToolError(f"{_short(url)}: HTTP {response.status} redirect without a Location")
@@ -94,16 +97,20 @@ class PageFetcher:
                 # Every hop is checked again: a public page may redirect to an internal one.
                 current = await self.guard.check_url(current.join(location))
                 redirects.append(str(current))
+
+    async def fetch(self, url: str) -> Page:
+        """Fetch one page and extract its main text. Raises ToolError (UnsafeURLError when refused)."""
+        response, redirects = await self.get(url)
         if response.status >= 400:
             raise ToolError(f"{_short(url)}: HTTP {response.status}")
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type and content_type not in _HTML_TYPES + _TEXT_TYPES:
             raise ToolError(f"{_short(url)}: not a web page ({content_type})")
         title, text = await asyncio.to_thread(
-            extract_main_text, response.text, str(current), content_type or "text/html"
+            extract_main_text, response.text, response.url, content_type or "text/html"
         )
         return Page(
-            url=str(current),
+            url=response.url,
             requested_url=url,
             title=title,
             text=text,

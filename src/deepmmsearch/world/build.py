@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepmmsearch.errors import ConfigError
+from deepmmsearch.records import write_jsonl
 from deepmmsearch.world.draw import captioned_pictures, draw_entity
 from deepmmsearch.world.generate import KINDS, PICTURED, Entity, image_description, make_entities, page_text
 from deepmmsearch.world.questions import WorldQuestion, questions_for
@@ -58,13 +59,6 @@ class WorldConfig:
             raise ConfigError(
                 f"dev_share + test_share must leave questions to train on, got {self.dev_share} + {self.test_share}"
             )
-
-
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def build_world(
@@ -101,8 +95,8 @@ def build_world(
                 }
             )
     pages += _distractor_pages(entities)
-    _write_jsonl(out / "sources" / "pages.jsonl", pages)
-    _write_jsonl(out / "sources" / "images.jsonl", images)
+    write_jsonl(out / "sources" / "pages.jsonl", pages)
+    write_jsonl(out / "sources" / "images.jsonl", images)
 
     splits: dict[str, list[dict]] = {"train": [], "dev": [], "test": []}
     for i, entity in enumerate(pictured):
@@ -115,7 +109,7 @@ def build_world(
             question.image.save(path)
             splits[split].append(_record(question, label))
     for name, records in splits.items():
-        _write_jsonl(out / "questions" / f"{name}.jsonl", records)
+        write_jsonl(out / "questions" / f"{name}.jsonl", records)
 
     # Their own random stream: the number of captions leaves the rest of the world as it is.
     captions = []
@@ -128,7 +122,7 @@ def build_world(
         path.parent.mkdir(parents=True, exist_ok=True)
         picture.save(path)
         captions.append({"image": f"images/captions/{index:05d}.png", "caption": caption})
-    _write_jsonl(out / "captions.jsonl", captions)
+    write_jsonl(out / "captions.jsonl", captions)
 
     summary = {
         "seed": config.seed,
