@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.records import read_jsonl
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
     from deepmmsearch.engine.embedder import Embedder
 
-Mode = Literal["hybrid", "bm25", "dense"]
 MODES: tuple[str, ...] = ("hybrid", "bm25", "dense")
 RRF_K = 60  # the constant of Cormack et al.'s reciprocal rank fusion: damps the weight of the very top ranks
 FUSION_DEPTH = 50  # candidates taken from each ranker before fusing

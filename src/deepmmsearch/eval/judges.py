@@ -41,8 +41,6 @@ class JudgeResult:
 
 Judge = Callable[[str | None, Question], JudgeResult]
 
-_RIGHT = JudgeResult(True, 1.0)
-
 
 def _wrong(detail: str) -> JudgeResult:
     return JudgeResult(False, 0.0, detail)
