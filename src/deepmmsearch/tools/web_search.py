@@ -67,15 +67,18 @@ def _score(value: Any) -> float | None:
 
 
 class _Api:
-    """What every HTTP API backend holds: its endpoint and a shared-policy HTTP client."""
+    """What every HTTP API backend holds: its endpoint, its key when ``key_env`` names one, and a shared-policy HTTP
+    client."""
 
     name = "web"
     default_endpoint: str | None = None
+    key_env: str | None = None
 
     def __init__(self, config: WebConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
         self.endpoint = config.endpoint(self.name, self.default_endpoint)
         self.http = HttpClient(config, self.name, transport=transport)
+        self._key = api_key(self.key_env, self.name) if self.key_env else None
 
     def __repr__(self) -> str:  # never show the key
         return f"{type(self).__name__}(endpoint={self.endpoint!r})"
@@ -103,10 +106,6 @@ class SerpApiSearch(_Api, TextSearchBackend):
     name = "serpapi"
     default_endpoint = "https://serpapi.com/search.json"
     key_env = "SERPAPI_API_KEY"
-
-    def __init__(self, config: WebConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        super().__init__(config, transport=transport)
-        self._key = api_key(self.key_env, self.name)
 
     async def search(self, query: str, k: int) -> list[TextHit]:
         params = {"engine": "google", "q": query, "num": k, "api_key": self._key}
@@ -200,10 +199,6 @@ class BraveSearch(_Api, TextSearchBackend):
     default_endpoint = "https://api.search.brave.com/res/v1/web/search"
     key_env = "BRAVE_API_KEY"
 
-    def __init__(self, config: WebConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        super().__init__(config, transport=transport)
-        self._key = api_key(self.key_env, self.name)
-
     async def search(self, query: str, k: int) -> list[TextHit]:
         headers = {"X-Subscription-Token": self._key, "Accept": "application/json"}
         params = {"q": query, "count": min(k, 20)}  # the API's maximum page size is 20
@@ -250,10 +245,6 @@ class TavilySearch(_Api, TextSearchBackend):
     name = "tavily"
     default_endpoint = "https://api.tavily.com/search"
     key_env = "TAVILY_API_KEY"
-
-    def __init__(self, config: WebConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        super().__init__(config, transport=transport)
-        self._key = api_key(self.key_env, self.name)
 
     async def search(self, query: str, k: int) -> list[TextHit]:
         headers = {"Authorization": f"Bearer {self._key}"}
