@@ -18,15 +18,7 @@ from typing import Any
 
 from deepmmsearch.errors import ConfigError
 from deepmmsearch.protocol import ActionKind
-from deepmmsearch.tools.base import (
-    Box,
-    Grounder,
-    ImageHit,
-    ImageSearchBackend,
-    Summarizer,
-    TextHit,
-    TextSearchBackend,
-)
+from deepmmsearch.tools.base import Grounder, ImageSearchBackend, Summarizer, TextSearchBackend
 from deepmmsearch.tools.cache import ToolCache, default_cache_path
 from deepmmsearch.tools.config import ToolsConfig
 from deepmmsearch.tools.toolbox import Toolbox, ToolboxConfig
@@ -123,12 +115,9 @@ def _tool_cache(config: ToolsConfig) -> ToolCache | None:
 
 
 __all__ = [
-    "Box",
     "Grounder",
-    "ImageHit",
     "ImageSearchBackend",
     "Summarizer",
-    "TextHit",
     "TextSearchBackend",
     "Toolbox",
     "ToolboxConfig",
