@@ -15,7 +15,8 @@ from deepmmsearch.agent import Agent, AgentConfig
 from deepmmsearch.policies.base import Conversation, Generation, Policy
 from deepmmsearch.policies.scripted import ScriptedPolicy
 from deepmmsearch.records import Box
-from deepmmsearch.serve import ServeConfig, create_app, serve_in_thread
+from deepmmsearch.serve import ServeConfig
+from deepmmsearch.serve.app import create_app, serve_in_thread
 from deepmmsearch.tools import Toolbox
 from deepmmsearch.tools.memory import ListSummarizer, MemoryGrounder, MemoryImageSearch, MemoryTextSearch
 
