@@ -21,7 +21,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from deepmmsearch.errors import ConfigError
@@ -135,7 +135,7 @@ def build_world(
         "skills": dict(Counter(r["skill"] for records in splits.values() for r in records)),
         "test_splits": dict(Counter(r["split"] for r in splits["test"])),
     }
-    world = {"summary": summary, "entities": [_entity_record(e) for e in entities.values()]}
+    world = {"summary": summary, "entities": [asdict(e) for e in entities.values()]}
     (out / "world.json").write_text(json.dumps(world, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return summary
 
@@ -177,19 +177,6 @@ def _record(question: WorldQuestion, split: str) -> dict:
         "skill": question.skill,
         "entity": question.entity,
         "plan": question.plan,
-    }
-
-
-def _entity_record(entity: Entity) -> dict:
-    return {
-        "id": entity.id,
-        "name": entity.name,
-        "category": entity.category,
-        "kind": entity.kind,
-        "facts": entity.facts,
-        "look": entity.look.to_dict() if entity.look else None,
-        "unseen": entity.unseen,
-        "twin": entity.twin,
     }
 
 
