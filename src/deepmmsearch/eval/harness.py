@@ -4,7 +4,7 @@ trajectory is appended to ``trajectories.jsonl`` as it ends, and a re-run skips 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +169,7 @@ async def score_records(records: list[dict], metric: str, judge_model: str | Non
                     "category": question.category,
                     "split": question.split,
                     **({"difficult_direct_answer": True} if question.extra.get("difficult_direct_answer") else {}),
-                    **verdict.to_dict(),
+                    **asdict(verdict),
                 }
             )
     finally:

@@ -35,9 +35,6 @@ class JudgeResult:
     score: float
     detail: str = ""
 
-    def to_dict(self) -> dict:
-        return {"correct": self.correct, "score": self.score, "detail": self.detail}
-
 
 Judge = Callable[[str | None, Question], JudgeResult]
 
