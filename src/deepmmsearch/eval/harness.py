@@ -12,7 +12,7 @@ from deepmmsearch.errors import ConfigError
 from deepmmsearch.eval.judges import ALL_METRICS, JudgeResult, get_judge
 from deepmmsearch.eval.loaders import BenchmarkSet, check_images, stratified_sample
 from deepmmsearch.eval.metrics import summarize
-from deepmmsearch.eval.modes import MODES, mode_plan
+from deepmmsearch.eval.modes import MODES, PLANS
 from deepmmsearch.eval.report import PriceTable, build_report, write_report
 from deepmmsearch.policies import Policy
 from deepmmsearch.records import Question, Trajectory, append_jsonl, read_jsonl, trim_torn_tail
@@ -120,7 +120,7 @@ async def evaluate(
             on_done(trajectory)
 
     if todo:
-        agent = build_agent(model, run_config, mode_plan(config.mode), todo)
+        agent = build_agent(model, run_config, PLANS[config.mode], todo)
         try:
             for trajectory in await agent.run_many(todo, on_done=finished):
                 done[trajectory.question.id] = trajectory

@@ -11,7 +11,6 @@ Each mode is an :class:`~deepmmsearch.agent.EpisodePlan` of the one agent loop, 
 from __future__ import annotations
 
 from deepmmsearch.agent import AGENT_PLAN, Episode, EpisodePlan
-from deepmmsearch.errors import ConfigError
 from deepmmsearch.protocol import (
     DIRECT_SYSTEM_PROMPT,
     RAG_SYSTEM_PROMPT,
@@ -51,10 +50,3 @@ PLANS: dict[str, EpisodePlan] = {
     "prompt_agent": AGENT_PLAN,
 }
 MODES = tuple(PLANS)
-
-
-def mode_plan(mode: str) -> EpisodePlan:
-    """The episode plan of an evaluation mode; an unknown mode is an error that lists the known ones."""
-    if mode not in PLANS:
-        raise ConfigError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
-    return PLANS[mode]
