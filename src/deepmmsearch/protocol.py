@@ -21,7 +21,7 @@ from enum import StrEnum
 
 import regex
 
-from deepmmsearch.errors import ConfigError
+from deepmmsearch.config import check_at_least
 
 GIVE_UP_ANSWER = "Unable to answer due to lack of relevant information"
 # The lead lines of search results as the extractive summarizer writes them, "Best match: <top image result's
@@ -97,17 +97,9 @@ class Rules:
     max_query_chars: int = field(default=500, metadata={"help": "longest search query or referring expression"})
 
     def __post_init__(self) -> None:
-        for name in (
-            "max_tool_calls",
-            "max_turns",
-            "max_consecutive_errors",
-            "max_reply_chars",
-            "max_query_chars",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"rules.{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_image_searches < 0:
-            raise ConfigError(f"rules.max_image_searches must be 0 or more, got {self.max_image_searches}")
+        limits = ("max_tool_calls", "max_turns", "max_consecutive_errors", "max_reply_chars", "max_query_chars")
+        check_at_least(self, 1, *limits, section="rules")
+        check_at_least(self, 0, "max_image_searches", section="rules")
 
 
 # ---------------------------------------------------------------------------------------------- rendering

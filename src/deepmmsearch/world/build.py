@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from deepmmsearch.config import check_at_least
 from deepmmsearch.errors import ConfigError
 from deepmmsearch.records import write_jsonl
 from deepmmsearch.world.draw import captioned_pictures, draw_entity
@@ -51,8 +52,7 @@ class WorldConfig:
     def __post_init__(self) -> None:
         if self.entities < len(PICTURED):  # every category pictured once, persons included (others refer to them)
             raise ConfigError(f"entities must be at least {len(PICTURED)} (one per category), got {self.entities}")
-        if self.captions < 0:
-            raise ConfigError(f"captions must not be negative, got {self.captions}")
+        check_at_least(self, 0, "captions")
         if not (0 <= self.unseen_share < 1 and self.dev_share >= 0 and self.test_share >= 0):
             raise ConfigError("unseen_share must be in [0, 1), dev_share and test_share 0 or more")
         if self.dev_share + self.test_share >= 1:
