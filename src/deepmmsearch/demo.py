@@ -244,16 +244,12 @@ def stage_configs(out: Path, config: DemoConfig) -> dict[str, Any]:
             "questions_per_step": config.grpo_questions_per_step,
             "limit": config.grpo_questions,
             "tools": _tool_paths(world),
+            "schedule": {"per_device_batch_size": config.grpo_batch, "max_steps": config.grpo_steps},
         },
-    }
-    schedules: dict[str, dict[str, Any]] = {
-        "align": {},
-        "sft": {},
-        "grpo": {"per_device_batch_size": config.grpo_batch, "max_steps": config.grpo_steps},
     }
     configs = {}
     for stage in RECIPES:
-        schedule = {"seed": config.seed, "save_steps": NO_CHECKPOINTS, **schedules[stage]}
+        schedule = {"seed": config.seed, "save_steps": NO_CHECKPOINTS, **sizes[stage].pop("schedule", {})}
         paths = {key: str(path) for key, path in folders[stage].items()}
         configs[stage] = recipe(stage, {**paths, **sizes[stage], "schedule": schedule})
     return configs
