@@ -343,42 +343,24 @@ def _cut(text: str, limit: int) -> str:
 # The registry in deepmmsearch.tools names these as "module:function" strings, imported only when chosen.
 
 
-def _reading(backend: TextSearchBackend, config: ToolsConfig) -> TextSearchBackend:
+TEXT_APIS: dict[str, Callable[[WebConfig], TextSearchBackend]] = {
+    "serpapi": SerpApiSearch,
+    "brave": BraveSearch,
+    "searxng": SearxngSearch,
+    "tavily": TavilySearch,
+    "duckduckgo": DuckDuckGoSearch,
+}
+
+
+def web_text_search(config: ToolsConfig) -> TextSearchBackend:
+    """The search API ``tools.text_search`` names (a key of :data:`TEXT_APIS`), reading the top pages when
+    ``web.fetch_pages`` is on."""
+    backend = TEXT_APIS[config.text_search](config.web)
     if not config.web.fetch_pages:
         return backend
     return PageReadingTextSearch(backend, PageFetcher(config.web), config.web)
 
 
-def serpapi_text(config: ToolsConfig) -> TextSearchBackend:
-    """SerpAPI Google search, reading the top pages when ``web.fetch_pages`` is on."""
-    return _reading(SerpApiSearch(config.web), config)
-
-
-def brave_text(config: ToolsConfig) -> TextSearchBackend:
-    """Brave Search, reading the top pages when ``web.fetch_pages`` is on."""
-    return _reading(BraveSearch(config.web), config)
-
-
-def searxng_text(config: ToolsConfig) -> TextSearchBackend:
-    """A SearXNG instance, reading the top pages when ``web.fetch_pages`` is on."""
-    return _reading(SearxngSearch(config.web), config)
-
-
-def tavily_text(config: ToolsConfig) -> TextSearchBackend:
-    """Tavily, reading the top pages when ``web.fetch_pages`` is on."""
-    return _reading(TavilySearch(config.web), config)
-
-
-def duckduckgo_text(config: ToolsConfig) -> TextSearchBackend:
-    """DuckDuckGo through ddgs, reading the top pages when ``web.fetch_pages`` is on."""
-    return _reading(DuckDuckGoSearch(config.web), config)
-
-
-def serpapi_lens(config: ToolsConfig) -> ImageSearchBackend:
-    """SerpAPI Google Lens visual matches."""
-    return SerpApiImageSearch(config.web, "serpapi-lens")
-
-
-def serpapi_reverse_image(config: ToolsConfig) -> ImageSearchBackend:
-    """SerpAPI Google reverse image search."""
-    return SerpApiImageSearch(config.web, "serpapi-reverse-image")
+def serpapi_image_search(config: ToolsConfig) -> ImageSearchBackend:
+    """SerpAPI's Google Lens or Google reverse image search, as ``tools.image_search`` names it."""
+    return SerpApiImageSearch(config.web, config.image_search)
