@@ -71,12 +71,13 @@ class _Api:
     client."""
 
     name = "web"
+    endpoint_name: str | None = None  # the endpoint setting's name, when not the backend's own
     default_endpoint: str | None = None
     key_env: str | None = None
 
     def __init__(self, config: WebConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
-        self.endpoint = config.endpoint(self.name, self.default_endpoint)
+        self.endpoint = config.endpoint(self.endpoint_name or self.name, self.default_endpoint)
         self.http = HttpClient(config, self.name, transport=transport)
         self._key = api_key(self.key_env, self.name) if self.key_env else None
 
@@ -124,6 +125,7 @@ class SerpApiImageSearch(_Api, ImageSearchBackend):
     """Reverse image search through SerpAPI: Google Lens (``visual_matches``) or Google reverse image search
     (``image_results``). Both take only a public image URL (see :func:`public_image_url`)."""
 
+    endpoint_name = "serpapi"  # one key and one endpoint for all SerpAPI engines: DMMS_SERPAPI_URL moves them together
     default_endpoint = "https://serpapi.com/search.json"
     key_env = "SERPAPI_API_KEY"
     _ENGINES: ClassVar[dict[str, tuple[str, str, str]]] = {
@@ -137,11 +139,7 @@ class SerpApiImageSearch(_Api, ImageSearchBackend):
         if name not in self._ENGINES:
             raise ConfigError(f"unknown SerpAPI image engine {name!r}; known: {', '.join(self._ENGINES)}")
         self.name = name
-        # One key and one endpoint for all SerpAPI engines: DMMS_SERPAPI_URL moves them together.
-        self.config = config
-        self.endpoint = config.endpoint("serpapi", self.default_endpoint)
-        self.http = HttpClient(config, name, transport=transport)
-        self._key = api_key(self.key_env, name)
+        super().__init__(config, transport=transport)
 
     async def search(self, image: Image.Image, k: int, image_ref: str | None = None) -> list[ImageHit]:
         engine, param, field = self._ENGINES[self.name]
