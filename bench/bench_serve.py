@@ -37,7 +37,8 @@ def build_server_app(model_delay_s: float, max_active: int, max_queue: int) -> o
     from deepmmsearch.agent import Agent, AgentConfig
     from deepmmsearch.policies.base import Conversation, Generation, Policy
     from deepmmsearch.policies.scripted import ScriptedPolicy
-    from deepmmsearch.serve import ServeConfig, create_app
+    from deepmmsearch.serve import ServeConfig
+    from deepmmsearch.serve.app import create_app
     from deepmmsearch.tools import Toolbox
     from deepmmsearch.tools.memory import ListSummarizer, MemoryGrounder, MemoryImageSearch, MemoryTextSearch
 
@@ -126,7 +127,7 @@ def main() -> None:
     if args.url:
         server = nullcontext(args.url.rstrip("/"))
     else:
-        from deepmmsearch.serve import serve_in_thread
+        from deepmmsearch.serve.app import serve_in_thread
 
         server = serve_in_thread(build_server_app(args.model_delay_ms / 1000, args.max_active, args.max_queue))
     with server as base:

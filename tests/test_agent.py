@@ -9,8 +9,8 @@ from deepmmsearch.errors import ConfigError, ContextLimitError, ToolError
 from deepmmsearch.policies.base import Generation, Policy
 from deepmmsearch.policies.scripted import ScriptedPolicy
 from deepmmsearch.protocol import Rules, StopReason
-from deepmmsearch.records import Question, Trajectory
-from deepmmsearch.tools import Box, Toolbox, ToolboxConfig, build_toolbox
+from deepmmsearch.records import Box, Question, Trajectory
+from deepmmsearch.tools import Toolbox, ToolboxConfig, build_toolbox
 from deepmmsearch.tools.base import TextSearchBackend
 from deepmmsearch.tools.memory import MemoryGrounder
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from PIL import Image
 
+from deepmmsearch.config import check_at_least
 from deepmmsearch.errors import ConfigError, ContextLimitError, InputError, PolicyError
 from deepmmsearch.images import load_image
 from deepmmsearch.policies.base import Conversation, Generation, Policy, episode_id
@@ -65,10 +66,7 @@ class AgentConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.max_concurrent_episodes < 1:
-            raise ConfigError(f"agent.max_concurrent_episodes must be at least 1, got {self.max_concurrent_episodes}")
-        if self.max_episode_tokens is not None and self.max_episode_tokens < 1:
-            raise ConfigError(f"agent.max_episode_tokens must be at least 1, got {self.max_episode_tokens}")
+        check_at_least(self, 1, "max_concurrent_episodes", "max_episode_tokens", section="agent")
         if self.prompts and self.prompts not in set(PromptStyle):
             raise ConfigError(f"agent.prompts must be one of {', '.join(PromptStyle)} (or empty), got {self.prompts!r}")
 

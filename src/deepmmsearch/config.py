@@ -80,6 +80,21 @@ def _dataclass_in(hint: Any) -> type | None:
     return None
 
 
+def check_at_least(config: Any, minimum: int, *names: str, section: str = "") -> None:
+    """A ConfigError naming ``section.name`` for the first of the ``names`` fields below ``minimum`` (None passes)."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value < minimum:
+            raise ConfigError(f"{section + '.' if section else ''}{name} must be at least {minimum}, got {value}")
+
+
+def check_positive(config: Any, *names: str, section: str) -> None:
+    """A ConfigError naming ``section.name`` for the first of the ``names`` fields that is not above 0."""
+    for name in names:
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"{section}.{name} must be positive, got {getattr(config, name)}")
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     import yaml
 

@@ -110,9 +110,8 @@ def run_demo(out: str | Path, config: DemoConfig, say: Callable[[str], None] = p
         lambda: (out / "model-init" / "config.json").is_file(),
         lambda: _in_fresh_process(_init_model, out / "model-init", config),
     )
-    stage("align", lambda: (out / "align" / "final" / "config.json").is_file(), lambda: _align(out, config))
-    stage("sft", lambda: (out / "sft" / "final" / "config.json").is_file(), lambda: _sft(out, config))
-    stage("grpo", lambda: (out / "grpo" / "final" / "config.json").is_file(), lambda: _grpo(out, config))
+    for name in RECIPES:  # align, sft, grpo
+        stage(name, lambda n=name: (out / n / "final" / "config.json").is_file(), lambda n=name: _train(out, config, n))
     sft, rl, base = f"hf:{out / 'sft' / 'final'}", f"hf:{out / 'grpo' / 'final'}", f"hf:{out / 'align' / 'final'}"
     # The baselines run the aligned student before SFT, as the paper runs the released instruction-tuned model.
     baselines = [
@@ -245,37 +244,24 @@ def stage_configs(out: Path, config: DemoConfig) -> dict[str, Any]:
             "questions_per_step": config.grpo_questions_per_step,
             "limit": config.grpo_questions,
             "tools": _tool_paths(world),
+            "schedule": {"per_device_batch_size": config.grpo_batch, "max_steps": config.grpo_steps},
         },
-    }
-    schedules: dict[str, dict[str, Any]] = {
-        "align": {},
-        "sft": {},
-        "grpo": {"per_device_batch_size": config.grpo_batch, "max_steps": config.grpo_steps},
     }
     configs = {}
     for stage in RECIPES:
-        schedule = {"seed": config.seed, "save_steps": NO_CHECKPOINTS, **schedules[stage]}
+        schedule = {"seed": config.seed, "save_steps": NO_CHECKPOINTS, **sizes[stage].pop("schedule", {})}
         paths = {key: str(path) for key, path in folders[stage].items()}
         configs[stage] = recipe(stage, {**paths, **sizes[stage], "schedule": schedule})
     return configs
 
 
-def _align(out: Path, config: DemoConfig) -> None:
+def _train(out: Path, config: DemoConfig, stage: str) -> None:
     from deepmmsearch.train.align import train_align
-
-    _in_fresh_process(train_align, stage_configs(out, config)["align"])
-
-
-def _sft(out: Path, config: DemoConfig) -> None:
+    from deepmmsearch.train.grpo import train_grpo
     from deepmmsearch.train.sft import train_sft
 
-    _in_fresh_process(train_sft, stage_configs(out, config)["sft"])
-
-
-def _grpo(out: Path, config: DemoConfig) -> None:
-    from deepmmsearch.train.grpo import train_grpo
-
-    _in_fresh_process(train_grpo, stage_configs(out, config)["grpo"])
+    train = {"align": train_align, "sft": train_sft, "grpo": train_grpo}[stage]
+    _in_fresh_process(train, stage_configs(out, config)[stage])
 
 
 def _in_fresh_process(function: Callable[..., Any], *args: Any) -> None:

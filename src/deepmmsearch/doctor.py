@@ -154,10 +154,6 @@ def run_doctor(out: str | Path, gpu: bool = False, say: Callable[[str], None] = 
     return report
 
 
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
 def _prepare(out: Path) -> str:
     """The world, the tiny model and the SFT data, made by the first process; the others wait for them."""
     import asyncio
@@ -171,7 +167,7 @@ def _prepare(out: Path) -> str:
     ready = out / "prepared"
     # This launch's name: a marker left by an earlier run must not let the other processes start early.
     launch = os.environ.get("TORCHELASTIC_RUN_ID", "") + os.environ.get("MASTER_PORT", "")
-    if _rank() != 0:
+    if int(os.environ.get("RANK", "0")) != 0:
         for _ in range(600):
             if ready.is_file() and ready.read_text() == launch:
                 return "made by process 0"

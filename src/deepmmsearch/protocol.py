@@ -21,7 +21,7 @@ from enum import StrEnum
 
 import regex
 
-from deepmmsearch.errors import ConfigError
+from deepmmsearch.config import check_at_least
 
 GIVE_UP_ANSWER = "Unable to answer due to lack of relevant information"
 # The lead lines of search results as the extractive summarizer writes them, "Best match: <top image result's
@@ -97,17 +97,9 @@ class Rules:
     max_query_chars: int = field(default=500, metadata={"help": "longest search query or referring expression"})
 
     def __post_init__(self) -> None:
-        for name in (
-            "max_tool_calls",
-            "max_turns",
-            "max_consecutive_errors",
-            "max_reply_chars",
-            "max_query_chars",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"rules.{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_image_searches < 0:
-            raise ConfigError(f"rules.max_image_searches must be 0 or more, got {self.max_image_searches}")
+        limits = ("max_tool_calls", "max_turns", "max_consecutive_errors", "max_reply_chars", "max_query_chars")
+        check_at_least(self, 1, *limits, section="rules")
+        check_at_least(self, 0, "max_image_searches", section="rules")
 
 
 # ---------------------------------------------------------------------------------------------- rendering
@@ -429,29 +421,19 @@ def render_error_feedback(
 # one text search on the question, always, then an answer). Their replies are parsed with :func:`parse` like any
 # other turn, so the same answer extraction serves every mode.
 
-DIRECT_SYSTEM_PROMPT = """You answer questions about an image from what you see and what you know; there are no \
+DIRECT_SYSTEM_PROMPT = f"""You answer questions about an image from what you see and what you know; there are no \
 tools. Reply with your thinking inside <reason>...</reason>, then the final answer inside <answer>...</answer>. Keep \
-answers short: a name, a number, a date or a phrase. If you cannot tell, answer "{give_up}"."""
+answers short: a name, a number, a date or a phrase. If you cannot tell, answer "{GIVE_UP_ANSWER}"."""
 
-RAG_SYSTEM_PROMPT = """You answer questions about an image. Search results about the image and about the question \
+RAG_SYSTEM_PROMPT = f"""You answer questions about an image. Search results about the image and about the question \
 are given to you inside <information>...</information>; use them when they help, ignore them when they do not. \
 Reply with your thinking inside <reason>...</reason>, then the final answer inside <answer>...</answer>. Keep answers \
-short: a name, a number, a date or a phrase. If nothing helps, answer "{give_up}"."""
-
-
-def direct_system_prompt() -> str:
-    """System prompt of the direct-answer baseline: no tools, <reason> then <answer>."""
-    return DIRECT_SYSTEM_PROMPT.format(give_up=GIVE_UP_ANSWER)
+short: a name, a number, a date or a phrase. If nothing helps, answer "{GIVE_UP_ANSWER}"."""
 
 
 def direct_prompt(question: str) -> str:
     """The single user turn of the direct-answer baseline."""
     return f"Question: {question}\n\nReply with <reason>...</reason> and then <answer>...</answer>."
-
-
-def rag_system_prompt() -> str:
-    """System prompt of the RAG-workflow baseline."""
-    return RAG_SYSTEM_PROMPT.format(give_up=GIVE_UP_ANSWER)
 
 
 def rag_prompts(question: str, image_info: str, text_info: str) -> tuple[str, str]:

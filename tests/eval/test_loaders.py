@@ -23,12 +23,15 @@ from deepmmsearch.eval.harness import EvalConfig, evaluate
 from deepmmsearch.eval.loaders import (
     BENCHMARKS,
     check_images,
-    load_benchmark,
     load_benchmark_set,
     stratified_sample,
 )
 from deepmmsearch.policies.scripted import ScriptedPolicy
 from deepmmsearch.records import Question
+
+
+def load_benchmark(name: str, data_dir: Path, **options: str) -> list[Question]:
+    return load_benchmark_set(name, data_dir, **options).questions
 
 
 def image(path: Path, color: tuple[int, int, int] = (200, 30, 30)) -> Path:

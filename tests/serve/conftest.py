@@ -14,8 +14,10 @@ import pytest
 from deepmmsearch.agent import Agent, AgentConfig
 from deepmmsearch.policies.base import Conversation, Generation, Policy
 from deepmmsearch.policies.scripted import ScriptedPolicy
-from deepmmsearch.serve import ServeConfig, create_app, serve_in_thread
-from deepmmsearch.tools import Box, Toolbox
+from deepmmsearch.records import Box
+from deepmmsearch.serve import ServeConfig
+from deepmmsearch.serve.app import create_app, serve_in_thread
+from deepmmsearch.tools import Toolbox
 from deepmmsearch.tools.memory import ListSummarizer, MemoryGrounder, MemoryImageSearch, MemoryTextSearch
 
 CROP = Box(120, 30, 200, 220)  # inside the 320x240 example photo

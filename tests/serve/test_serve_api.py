@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from deepmmsearch.errors import ConfigError
-from deepmmsearch.serve import ServeConfig, create_app, serve_in_thread
+from deepmmsearch.serve import ServeConfig
+from deepmmsearch.serve.app import create_app, serve_in_thread
 
 BOX = [120, 30, 200, 220]
 

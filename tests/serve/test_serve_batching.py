@@ -9,7 +9,7 @@ import httpx
 
 from deepmmsearch.agent import AgentConfig
 from deepmmsearch.policies.base import Conversation, Generation, Policy
-from deepmmsearch.serve import create_app, serve_in_thread
+from deepmmsearch.serve.app import create_app, serve_in_thread
 
 
 class CountingPolicy(Policy):

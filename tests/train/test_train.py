@@ -77,8 +77,12 @@ def test_shipped_configs_load_with_the_papers_values():
         load_config(TrainSFTConfig, None, {"global_batch_size": 6, "schedule": {"per_device_batch_size": 4}})
 
 
+def trainable_names(model) -> list[str]:
+    return [name for name, p in model.named_parameters() if p.requires_grad]
+
+
 def test_lora_adapts_only_the_language_model(tiny_model):
-    from deepmmsearch.train.common import trainable_model, trainable_names
+    from deepmmsearch.train.common import trainable_model
     from deepmmsearch.train.config import LoraSettings
 
     model, _ = trainable_model(str(tiny_model), "float32", LoraSettings())

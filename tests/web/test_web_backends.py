@@ -222,7 +222,7 @@ def test_web_config_loads_from_yaml(tmp_path: Path) -> None:
     config = load_config(RunConfig, path)
     assert config.tools.web.allow_private is True and config.tools.web.endpoints == {"brave": "http://127.0.0.1:1/x"}
     path.write_text("tools:\n  web:\n    fetch_top: 0\n")
-    with pytest.raises(ConfigError, match="fetch_top must be 1 or more"):
+    with pytest.raises(ConfigError, match="fetch_top must be at least 1"):
         load_config(RunConfig, path)
     path.write_text("tools:\n  web:\n    fetch_tpo: 2\n")
     with pytest.raises(ConfigError, match="unknown key"):

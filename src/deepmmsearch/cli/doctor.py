@@ -18,15 +18,7 @@ DoctorOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder for its 
 
 @app.command("doctor")
 @user_errors
-def doctor(
-    gpu: Annotated[
-        bool, typer.Option("--gpu", help="Train on the GPUs and try vLLM rollouts (else on the CPU).")
-    ] = False,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for its world, data and runs.")] = Path(
-        "runs/doctor"
-    ),
-    as_json: JsonOpt = False,
-) -> None:
+def doctor(gpu: GpuOpt = False, out: DoctorOutOpt = Path("runs/doctor"), as_json: JsonOpt = False) -> None:
     """Pre-flight before a long run: what is installed and seen, and whether each training path runs. Under
     `accelerate launch` it checks the launch config's sharding too."""
     from deepmmsearch.doctor import run_doctor

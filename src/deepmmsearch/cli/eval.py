@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -38,6 +38,7 @@ def eval_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate a model on questions; resumable (finished ids in OUT/trajectories.jsonl are skipped)."""
+    from deepmmsearch.eval.harness import evaluate
     from deepmmsearch.eval.loaders import load_benchmark_set
     from deepmmsearch.records import read_questions
 
@@ -63,7 +64,10 @@ def eval_command(
             f"{source.name} {chosen}: {len(records)} questions" + (f" (left out: {left_out})" if left_out else ""),
             err=True,
         )
-    report = asyncio.run(_run_with_progress(records, model, out, eval_config, run, source))
+    with progress_callbacks(f"eval {eval_config.mode}") as (on_start, on_done):
+        report = asyncio.run(
+            evaluate(records, model, out, eval_config, run, on_done=on_done, on_start=on_start, source=source)
+        )
     if as_json:
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return
@@ -73,17 +77,6 @@ def eval_command(
         f"(95% {acc['ci95'][0]:.2f}-{acc['ci95'][1]:.2f}, n={acc['n']}) · tools on {tools['share_with_tools']:.1f}% "
         f"· {tools['mean_calls']:.2f} calls/question · report: {out / 'report.md'}"
     )
-
-
-async def _run_with_progress(
-    records: list, model: str, out: Path, eval_config: Any, run_config: Any, source: Any = None
-) -> dict:
-    from deepmmsearch.eval.harness import evaluate
-
-    with progress_callbacks(f"eval {eval_config.mode}") as (on_start, on_done):
-        return await evaluate(
-            records, model, out, eval_config, run_config, on_done=on_done, on_start=on_start, source=source
-        )
 
 
 @app.command("benchmarks")

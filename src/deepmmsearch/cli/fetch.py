@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -32,7 +33,7 @@ def fetch(
     limit = max_chars if max_chars is not None else web.page_chars
     text = page.text if len(page.text) <= limit else page.text[:limit] + " ..."
     if as_json:
-        typer.echo(json.dumps({**page.to_dict(), "text": text}, ensure_ascii=False, indent=2))
+        typer.echo(json.dumps({**asdict(page), "text": text}, ensure_ascii=False, indent=2))
         return
     typer.echo(f"{page.title or '(no title)'}\n{page.url}")
     if page.redirects:

@@ -50,9 +50,8 @@ def init(
     """Build a model: one of a family (--arch) randomly initialized from a size and a vocabulary, or a student
     around a released LM (--lm); prints the folder."""
     from deepmmsearch.errors import ConfigError
-    from deepmmsearch.models.build import VOCABS, init_model
-    from deepmmsearch.models.families import DEFAULT_FAMILY, get_family
-    from deepmmsearch.models.sizes import get_size
+    from deepmmsearch.models.build import init_model
+    from deepmmsearch.models.families import DEFAULT_FAMILY
 
     if lm is not None:
         from deepmmsearch.models.graft import graft
@@ -62,10 +61,7 @@ def init(
         typer.echo(str(graft(out, lm, vision=vision, seed=seed, say=lambda line: typer.echo(line, err=True))))
         return
 
-    family = get_family(arch or DEFAULT_FAMILY)  # an unknown family or size fails before any work
-    get_size(size)
     vocab = vocab or ("qwen" if arch is not None else "small")
-    if vocab not in VOCABS:
-        raise ConfigError(f"unknown vocabulary {vocab!r}; use one of: {', '.join(VOCABS)}")
-    path = init_model(out, vocab=vocab, size=size, vocab_size=vocab_size, seed=seed, arch=family.name)
+    # init_model checks the family, size and vocabulary before it builds anything.
+    path = init_model(out, vocab=vocab, size=size, vocab_size=vocab_size, seed=seed, arch=arch or DEFAULT_FAMILY)
     typer.echo(str(path))

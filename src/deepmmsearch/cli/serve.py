@@ -19,7 +19,7 @@ def serve(serving: ServeConfig, run: RunConfig, model: ModelOpt = None) -> None:
     import uvicorn
 
     from deepmmsearch.runner import build_agent
-    from deepmmsearch.serve import create_app
+    from deepmmsearch.serve.app import create_app
 
     if not model:
         raise typer.BadParameter("give a model SPEC, e.g. --model openai:gpt-4o", param_hint="--model")

@@ -26,15 +26,13 @@ from typing import Any
 
 from deepmmsearch.data.sft import to_sft_row
 from deepmmsearch.errors import ConfigError
-from deepmmsearch.eval.harness import load_done
+from deepmmsearch.eval.harness import TRAJECTORIES, load_done
 from deepmmsearch.eval.judges import get_judge
 from deepmmsearch.eval.report import tool_pattern
 from deepmmsearch.files import build_beside
 from deepmmsearch.policies import Policy
 from deepmmsearch.protocol import StopReason
 from deepmmsearch.records import Question, Trajectory, append_jsonl, write_jsonl
-
-TRAJECTORIES = "trajectories.jsonl"
 
 
 @dataclass

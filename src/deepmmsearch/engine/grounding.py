@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import colorsys
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -65,7 +65,6 @@ class Expression:
     directions: tuple[str, ...] = ()  # "top", "left": the region furthest that way
     centre: bool = False
     size: str | None = None  # "large" or "small"
-    words: tuple[str, ...] = field(default=(), compare=False)
 
 
 def parse_expression(text: str) -> Expression:
@@ -93,7 +92,6 @@ def parse_expression(text: str) -> Expression:
         directions=tuple(directions),
         centre=bool(_CENTRE_WORDS & set(words)),
         size=size,
-        words=tuple(words),
     )
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from deepmmsearch.engine.text_index import search_one_thread
 from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.images import load_image
 from deepmmsearch.records import ImageHit, read_jsonl, write_jsonl
@@ -207,7 +207,7 @@ class ImageIndex:
         query = describe_image(image)[None, :]
         # Enough windows that k distinct images almost surely appear; a flat index makes this cheap.
         depth = min(self._index.ntotal, max(64, k * len(WINDOWS) // 4))
-        scores, ids = _search_one_thread(self._index, query, depth)
+        scores, ids = search_one_thread(self._index, query, depth)
         best: dict[int, float] = {}
         for score, vector_id in zip(scores[0], ids[0], strict=True):
             if vector_id < 0:
@@ -228,23 +228,6 @@ class ImageIndex:
             image=record.get("path"),
             score=score,
         )
-
-
-_OMP_LOCK = threading.Lock()
-
-
-def _search_one_thread(index: Any, query: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    import faiss
-
-    # One query gains nothing from OpenMP, whose thread wake-ups cost ~15 ms a call on a busy machine (0.5 ms without).
-    # The thread count is process-wide: the lock keeps concurrent searches from restoring each other's value.
-    with _OMP_LOCK:
-        threads = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)
-        try:
-            return index.search(query, depth)
-        finally:
-            faiss.omp_set_num_threads(threads)
 
 
 def build_image_index(records: list[dict], base_dir: Path, out_dir: Path) -> int:

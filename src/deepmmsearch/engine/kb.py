@@ -141,10 +141,8 @@ def _embed(passages: list[dict], previous: Path, max_tokens: int, step: Callable
 
 
 def _build_images(records: list[dict], base_dir: Path, tmp: Path) -> int:
-    try:
-        from deepmmsearch.engine.image_index import build_image_index
-    except ImportError:
-        raise ConfigError("this install has no image index (deepmmsearch.engine.image_index); drop --images") from None
+    from deepmmsearch.engine.image_index import build_image_index
+
     absolute = [
         {**r, "path": str(p if (p := Path(r["path"])).is_absolute() else (base_dir / p).resolve())} for r in records
     ]

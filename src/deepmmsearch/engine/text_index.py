@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.records import read_jsonl
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
     from deepmmsearch.engine.embedder import Embedder
 
-Mode = Literal["hybrid", "bm25", "dense"]
 MODES: tuple[str, ...] = ("hybrid", "bm25", "dense")
 RRF_K = 60  # the constant of Cormack et al.'s reciprocal rank fusion: damps the weight of the very top ranks
 FUSION_DEPTH = 50  # candidates taken from each ranker before fusing
@@ -245,18 +245,26 @@ class TextIndex:
         """(passage index, cosine similarity) of the ``depth`` nearest passages; empty without a dense index."""
         if self._dense is None or self._embedder_loader is None or not query.strip():
             return []
-        import faiss
-
         vector = self._embedder_loader().encode_query(query)
-        # One query gains nothing from OpenMP threads, whose start-up and spin-waits cost more than the search.
-        # The setting belongs to the calling thread; it is restored for later batch work.
-        threads = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)
-        try:
-            scores, idx = self._dense.search(vector.reshape(1, -1), min(depth, self._dense.ntotal))
-        finally:
-            faiss.omp_set_num_threads(threads)
+        scores, idx = search_one_thread(self._dense, vector.reshape(1, -1), min(depth, self._dense.ntotal))
         return [(int(i), float(s)) for i, s in zip(idx[0], scores[0], strict=True) if i >= 0]
 
     def _take(self, ranking: Iterable[tuple[int, float]], k: int) -> list[Hit]:
         return [Hit(self.passages[i], score, rank) for rank, (i, score) in enumerate(list(ranking)[:k])]
+
+
+_OMP_LOCK = threading.Lock()
+
+
+def search_one_thread(index: Any, queries: Any, depth: int) -> tuple[Any, Any]:
+    """``index.search`` on one OpenMP thread: a single query gains nothing from more, whose wake-ups cost ~15 ms a
+    call on a busy machine (0.5 ms without). The lock keeps concurrent searches from restoring each other's setting."""
+    import faiss
+
+    with _OMP_LOCK:
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            return index.search(queries, depth)
+        finally:
+            faiss.omp_set_num_threads(threads)

@@ -4,7 +4,7 @@ trajectory is appended to ``trajectories.jsonl`` as it ends, and a re-run skips 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ from deepmmsearch.errors import ConfigError
 from deepmmsearch.eval.judges import ALL_METRICS, JudgeResult, get_judge
 from deepmmsearch.eval.loaders import BenchmarkSet, check_images, stratified_sample
 from deepmmsearch.eval.metrics import summarize
-from deepmmsearch.eval.modes import MODES, mode_plan
+from deepmmsearch.eval.modes import MODES, PLANS
 from deepmmsearch.eval.report import PriceTable, build_report, write_report
 from deepmmsearch.policies import Policy
 from deepmmsearch.records import Question, Trajectory, append_jsonl, read_jsonl, trim_torn_tail
@@ -120,7 +120,7 @@ async def evaluate(
             on_done(trajectory)
 
     if todo:
-        agent = build_agent(model, run_config, mode_plan(config.mode), todo)
+        agent = build_agent(model, run_config, PLANS[config.mode], todo)
         try:
             for trajectory in await agent.run_many(todo, on_done=finished):
                 done[trajectory.question.id] = trajectory
@@ -152,9 +152,7 @@ async def evaluate(
 async def score_records(records: list[dict], metric: str, judge_model: str | None = None) -> dict[str, Any]:
     """Judge scored-prediction records (a question record plus ``prediction``): the ``dmms score`` result. A record
     needs no ``image``: scoring never opens it."""
-    if metric not in ALL_METRICS:
-        raise ConfigError(f"unknown metric {metric!r}; known: {', '.join(ALL_METRICS)}")
-    scorer = Scorer(metric, judge_model)
+    scorer = Scorer(metric, judge_model)  # an unknown metric is a ConfigError here
     items = []
     try:
         for record in records:
@@ -171,7 +169,7 @@ async def score_records(records: list[dict], metric: str, judge_model: str | Non
                     "category": question.category,
                     "split": question.split,
                     **({"difficult_direct_answer": True} if question.extra.get("difficult_direct_answer") else {}),
-                    **verdict.to_dict(),
+                    **asdict(verdict),
                 }
             )
     finally:

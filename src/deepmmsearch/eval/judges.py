@@ -35,13 +35,8 @@ class JudgeResult:
     score: float
     detail: str = ""
 
-    def to_dict(self) -> dict:
-        return {"correct": self.correct, "score": self.score, "detail": self.detail}
-
 
 Judge = Callable[[str | None, Question], JudgeResult]
-
-_RIGHT = JudgeResult(True, 1.0)
 
 
 def _wrong(detail: str) -> JudgeResult:

@@ -944,18 +944,6 @@ def load_benchmark_set(
     )
 
 
-def load_benchmark(
-    name: str,
-    data_dir: str | Path,
-    *,
-    split: str | None = None,
-    version: str | None = None,
-    image_roots: Sequence[str | Path] = (),
-) -> list[Question]:
-    """The questions of benchmark ``name`` read from its released files in ``data_dir`` (see ``load_benchmark_set``)."""
-    return load_benchmark_set(name, data_dir, split=split, version=version, image_roots=image_roots).questions
-
-
 def check_images(questions: Sequence[Question], where: str) -> None:
     """One error naming how many local images are missing, where they were looked for and the first few ids."""
     missing = [q for q in questions if not q.image.startswith(_REMOTE) and not Path(q.image).is_file()]

@@ -11,14 +11,13 @@ Each mode is an :class:`~deepmmsearch.agent.EpisodePlan` of the one agent loop, 
 from __future__ import annotations
 
 from deepmmsearch.agent import AGENT_PLAN, Episode, EpisodePlan
-from deepmmsearch.errors import ConfigError
 from deepmmsearch.protocol import (
+    DIRECT_SYSTEM_PROMPT,
+    RAG_SYSTEM_PROMPT,
     Action,
     ActionKind,
     direct_prompt,
-    direct_system_prompt,
     rag_prompts,
-    rag_system_prompt,
 )
 from deepmmsearch.records import Message
 
@@ -26,7 +25,7 @@ from deepmmsearch.records import Message
 async def direct_opening(episode: Episode) -> None:
     """The direct baseline's opening: its system prompt and the question."""
     question = episode.question
-    episode.messages.append(Message("system", direct_system_prompt()))
+    episode.messages.append(Message("system", DIRECT_SYSTEM_PROMPT))
     episode.messages.append(Message("user", direct_prompt(question.question), image=question.image))
 
 
@@ -37,7 +36,7 @@ async def rag_opening(episode: Episode) -> None:
     actions = [Action(ActionKind.IMAGE_SEARCH), Action(ActionKind.TEXT_SEARCH, question.question)]
     image_result, text_result = await episode.call_tools(actions)
     first, second = rag_prompts(question.question, image_result.observation, text_result.observation)
-    episode.messages.append(Message("system", rag_system_prompt()))
+    episode.messages.append(Message("system", RAG_SYSTEM_PROMPT))
     episode.messages.append(Message("user", first, image=question.image, tool=image_result))
     episode.messages.append(Message("user", second, tool=text_result))
 
@@ -51,10 +50,3 @@ PLANS: dict[str, EpisodePlan] = {
     "prompt_agent": AGENT_PLAN,
 }
 MODES = tuple(PLANS)
-
-
-def mode_plan(mode: str) -> EpisodePlan:
-    """The episode plan of an evaluation mode; an unknown mode is an error that lists the known ones."""
-    if mode not in PLANS:
-        raise ConfigError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
-    return PLANS[mode]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,10 +95,9 @@ def build_report(
     flags = [tool_flags(t) for t in trajectories]
     calls = [t.num_tool_calls for t in trajectories]
     pairs = list(zip(trajectories, patterns, strict=True))
-    per_tool: dict[str, int] = {}
+    per_tool: Counter[str] = Counter()
     for t in trajectories:
-        for tool, count in t.tool_calls.items():
-            per_tool[tool] = per_tool.get(tool, 0) + count
+        per_tool.update(t.tool_calls)
     share = (lambda k: round(100 * k / n, 2)) if n else (lambda k: 0.0)
     tool_use = {
         "share_with_tools": share(sum(c > 0 for c in calls)),
@@ -118,9 +118,7 @@ def build_report(
     image_calls = per_tool.get("image_search", 0) + per_tool.get("crop_search", 0)
     cost_tokens = prompt_tokens / 1e6 * price.prompt_per_1m + completion_tokens / 1e6 * price.completion_per_1m
     cost_search = text_calls * prices.text_search_per_call + image_calls * prices.image_search_per_call
-    stop_reasons: dict[str, int] = {}
-    for t in trajectories:
-        stop_reasons[t.stop_reason or "unknown"] = stop_reasons.get(t.stop_reason or "unknown", 0) + 1
+    stop_reasons = Counter(t.stop_reason or "unknown" for t in trajectories)
     return {
         "mode": mode,
         "model": model,
@@ -218,6 +216,13 @@ def write_plots(report: dict[str, Any], trajectories: list[Trajectory], out_dir:
     import matplotlib.pyplot as plt
 
     paths = []
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=100)
+        plt.close(fig)
+        paths.append(out_dir / name)
+
     acc = report["accuracy"]
     for key, name in (("by_category", "accuracy_by_category.png"), ("by_question_type", "accuracy_by_type.png")):
         groups = acc[key] or {"all": {"score": acc["score"], "ci95": acc["ci95"], "n": acc["n"]}}
@@ -234,28 +239,19 @@ def write_plots(report: dict[str, Any], trajectories: list[Trajectory], out_dir:
         ax.set_ylabel(f"{report['metric']} score (95% interval)")
         ax.set_title(f"{report['model']} · {report['mode']}")
         ax.tick_params(axis="x", rotation=30)
-        fig.tight_layout()
-        fig.savefig(out_dir / name, dpi=100)
-        plt.close(fig)
-        paths.append(out_dir / name)
+        save(fig, name)
     shares = {**report["tool_use"]["patterns"], **report["tool_use"]["flags"]}
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.bar(list(shares), list(shares.values()), color="#55a868")
     ax.set_ylabel("% of questions")
     ax.set_title("tool-use patterns")
     ax.tick_params(axis="x", rotation=30)
-    fig.tight_layout()
-    fig.savefig(out_dir / "tool_patterns.png", dpi=100)
-    plt.close(fig)
-    paths.append(out_dir / "tool_patterns.png")
+    save(fig, "tool_patterns.png")
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.hist([t.timings.get("total_s", 0.0) for t in trajectories] or [0.0], bins=20, color="#c44e52")
     ax.set_xlabel("seconds per question")
     ax.set_ylabel("questions")
-    fig.tight_layout()
-    fig.savefig(out_dir / "latency.png", dpi=100)
-    plt.close(fig)
-    paths.append(out_dir / "latency.png")
+    save(fig, "latency.png")
     return paths
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from deepmmsearch.errors import ConfigError, InputError
 from deepmmsearch.models.chat import EOS_TOKEN, IMAGE_TOKEN, PAD_TOKEN, VIDEO_TOKEN, VISION_START_TOKEN
@@ -11,7 +11,6 @@ from deepmmsearch.models.families import DEFAULT_FAMILY, Family, family_of, get_
 from deepmmsearch.models.sizes import ModelSize, get_size
 from deepmmsearch.protocol import PromptStyle
 
-Vocab = Literal["qwen", "small"]
 VOCABS: tuple[str, ...] = ("qwen", "small")
 # The shapes of released models exist for Qwen2.5-VL only; the other families build from the small shapes.
 RELEASED_SIZES = ("3b", "7b")

@@ -8,7 +8,7 @@ encoder, the policies, SFT and GRPO) works on any of them alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from deepmmsearch.errors import ConfigError
@@ -60,6 +60,22 @@ class Family:
         return self.patch_size == 16
 
 
+_QWEN3_VL = Family(
+    name="qwen3-vl",
+    model_type="qwen3_vl",
+    model_class="Qwen3VLForConditionalGeneration",
+    processor_class="Qwen3VLProcessor",
+    video_processor_class="Qwen3VLVideoProcessor",
+    vocab="qwen2",
+    special_tokens=QWEN3_SPECIAL_TOKENS,
+    skipped_special=SPECIAL_TOKENS[:N_SKIPPED_SPECIAL],
+    chat_template=QWEN3_VL_TEMPLATE,
+    patch_size=16,
+    image_mean=HALF,
+    image_std=HALF,
+    released="Qwen/Qwen3-VL-8B-Instruct",
+)
+
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in (
@@ -87,34 +103,13 @@ FAMILIES: dict[str, Family] = {
             chat_template=CHAT_TEMPLATE,
             released="Qwen/Qwen2.5-VL-7B-Instruct",
         ),
-        Family(
-            name="qwen3-vl",
-            model_type="qwen3_vl",
-            model_class="Qwen3VLForConditionalGeneration",
-            processor_class="Qwen3VLProcessor",
-            video_processor_class="Qwen3VLVideoProcessor",
-            vocab="qwen2",
-            special_tokens=QWEN3_SPECIAL_TOKENS,
-            skipped_special=SPECIAL_TOKENS[:N_SKIPPED_SPECIAL],
-            chat_template=QWEN3_VL_TEMPLATE,
-            patch_size=16,
-            image_mean=HALF,
-            image_std=HALF,
-            released="Qwen/Qwen3-VL-8B-Instruct",
-        ),
-        Family(
+        _QWEN3_VL,
+        # The mixture-of-experts models read text and images as the dense ones do: only the model class differs.
+        replace(
+            _QWEN3_VL,
             name="qwen3-vl-moe",
             model_type="qwen3_vl_moe",
             model_class="Qwen3VLMoeForConditionalGeneration",
-            processor_class="Qwen3VLProcessor",
-            video_processor_class="Qwen3VLVideoProcessor",
-            vocab="qwen2",
-            special_tokens=QWEN3_SPECIAL_TOKENS,
-            skipped_special=SPECIAL_TOKENS[:N_SKIPPED_SPECIAL],
-            chat_template=QWEN3_VL_TEMPLATE,
-            patch_size=16,
-            image_mean=HALF,
-            image_std=HALF,
             released="Qwen/Qwen3-VL-30B-A3B-Instruct",
         ),
         Family(

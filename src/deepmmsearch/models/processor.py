@@ -111,12 +111,6 @@ class ImageOnlyQwen3VLProcessor(_ImageOnly, Qwen3VLProcessor):
     family_name = "qwen3-vl"
 
 
-class ImageOnlyQwen3VLMoeProcessor(_ImageOnly, Qwen3VLProcessor):
-    """Qwen3-VL-MoE's processor: Qwen3-VL's."""
-
-    family_name = "qwen3-vl-moe"
-
-
 class ImageOnlyQwen3_5Processor(_ImageOnly, Qwen3VLProcessor):
     """Qwen3.5's processor: Qwen3-VL's, with Qwen3.5's vocabulary and chat template."""
 
@@ -129,10 +123,10 @@ PROCESSORS: dict[str, type[_ImageOnly]] = {
         ImageOnlyQwen2VLProcessor,
         ImageOnlyQwen2_5_VLProcessor,
         ImageOnlyQwen3VLProcessor,
-        ImageOnlyQwen3VLMoeProcessor,
         ImageOnlyQwen3_5Processor,
     )
 }
+PROCESSORS["qwen3-vl-moe"] = ImageOnlyQwen3VLProcessor  # the MoE models read text and images as the dense ones do
 
 
 def processor_class(family: str = DEFAULT_FAMILY) -> type[_ImageOnly]:

@@ -31,8 +31,6 @@ from deepmmsearch.models.encoding import encode_conversation, image_inputs
 from deepmmsearch.policies.base import Conversation, Generation, Policy, SamplingConfig, reply_text
 from deepmmsearch.protocol import REPLY_TAGS, STOP_STRINGS, is_complete_reply, is_reply_prefix
 
-__all__ = ["HFConfig", "HFPolicy", "encode_conversation"]
-
 
 @dataclass
 class HFConfig:

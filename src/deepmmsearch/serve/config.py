@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from deepmmsearch.config import check_at_least, check_positive
 from deepmmsearch.errors import ConfigError
 
 
@@ -33,14 +34,9 @@ class ServeConfig:
     image_timeout_s: float = field(default=15.0, metadata={"help": "longest download of an image URL"})
 
     def __post_init__(self) -> None:
-        for name in ("max_active", "max_body_bytes", "max_image_bytes", "max_image_pixels"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"serve.{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_queue < 0:
-            raise ConfigError(f"serve.max_queue must be 0 or more, got {self.max_queue}")
-        for name in ("queue_timeout_s", "request_timeout_s", "image_timeout_s"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"serve.{name} must be positive, got {getattr(self, name)}")
+        check_at_least(self, 1, "max_active", "max_body_bytes", "max_image_bytes", "max_image_pixels", section="serve")
+        check_at_least(self, 0, "max_queue", section="serve")
+        check_positive(self, "queue_timeout_s", "request_timeout_s", "image_timeout_s", section="serve")
 
     def api_key(self) -> str | None:
         """The key clients must send, read from ``api_key_env``; None when auth is off."""

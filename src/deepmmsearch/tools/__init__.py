@@ -5,7 +5,8 @@ engine), ``local_image`` (image search over it, and the offline grounder), ``mem
 tests and small folders), ``web_search`` (search APIs, through the web client of :mod:`deepmmsearch.web`),
 ``detectors`` (Grounding DINO, OWLv2) and ``summarize`` (extractive and LLM summarizers).
 
-A name maps to a factory that takes the :class:`ToolsConfig`; imports happen only when a backend is built.
+A name maps to a factory that takes the :class:`ToolsConfig` (one factory may serve several names: it reads the
+chosen name from the config); imports happen only when a backend is built.
 An unknown name is an error that lists the known ones, never a silent fallback.
 """
 
@@ -18,15 +19,7 @@ from typing import Any
 
 from deepmmsearch.errors import ConfigError
 from deepmmsearch.protocol import ActionKind
-from deepmmsearch.tools.base import (
-    Box,
-    Grounder,
-    ImageHit,
-    ImageSearchBackend,
-    Summarizer,
-    TextHit,
-    TextSearchBackend,
-)
+from deepmmsearch.tools.base import Grounder, ImageSearchBackend, Summarizer, TextSearchBackend
 from deepmmsearch.tools.cache import ToolCache, default_cache_path
 from deepmmsearch.tools.config import ToolsConfig
 from deepmmsearch.tools.toolbox import Toolbox, ToolboxConfig
@@ -59,23 +52,23 @@ def _list_summarizer(config: ToolsConfig) -> Summarizer:
 TEXT_SEARCH_BACKENDS: dict[str, Any] = {
     "local": "deepmmsearch.tools.local:local_text_search",
     "memory": _memory_text,
-    "serpapi": "deepmmsearch.tools.web_search:serpapi_text",
-    "brave": "deepmmsearch.tools.web_search:brave_text",
-    "searxng": "deepmmsearch.tools.web_search:searxng_text",
-    "duckduckgo": "deepmmsearch.tools.web_search:duckduckgo_text",
-    "tavily": "deepmmsearch.tools.web_search:tavily_text",
+    "serpapi": "deepmmsearch.tools.web_search:web_text_search",
+    "brave": "deepmmsearch.tools.web_search:web_text_search",
+    "searxng": "deepmmsearch.tools.web_search:web_text_search",
+    "duckduckgo": "deepmmsearch.tools.web_search:web_text_search",
+    "tavily": "deepmmsearch.tools.web_search:web_text_search",
 }
 IMAGE_SEARCH_BACKENDS: dict[str, Any] = {
     "local": "deepmmsearch.tools.local_image:local_image_search",
     "memory": _memory_image,
-    "serpapi-lens": "deepmmsearch.tools.web_search:serpapi_lens",
-    "serpapi-reverse-image": "deepmmsearch.tools.web_search:serpapi_reverse_image",
+    "serpapi-lens": "deepmmsearch.tools.web_search:serpapi_image_search",
+    "serpapi-reverse-image": "deepmmsearch.tools.web_search:serpapi_image_search",
 }
 GROUNDERS: dict[str, Any] = {
     "none": _no_grounder,
     "local": "deepmmsearch.tools.local_image:local_grounder",
-    "grounding-dino": "deepmmsearch.tools.detectors:grounding_dino",
-    "owlv2": "deepmmsearch.tools.detectors:owlv2",
+    "grounding-dino": "deepmmsearch.tools.detectors:zero_shot_grounder",
+    "owlv2": "deepmmsearch.tools.detectors:zero_shot_grounder",
 }
 SUMMARIZERS: dict[str, Any] = {
     "extractive": "deepmmsearch.tools.summarize:extractive_summarizer",
@@ -123,12 +116,9 @@ def _tool_cache(config: ToolsConfig) -> ToolCache | None:
 
 
 __all__ = [
-    "Box",
     "Grounder",
-    "ImageHit",
     "ImageSearchBackend",
     "Summarizer",
-    "TextHit",
     "TextSearchBackend",
     "Toolbox",
     "ToolboxConfig",

@@ -50,6 +50,3 @@ class Summarizer(ABC):
 
     @abstractmethod
     async def summarize_images(self, question: str, hits: list[ImageHit]) -> str: ...
-
-
-__all__ = ["Box", "Grounder", "ImageHit", "ImageSearchBackend", "Summarizer", "TextHit", "TextSearchBackend"]

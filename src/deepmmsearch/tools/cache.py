@@ -198,10 +198,13 @@ def _identity(backend: Any) -> str:
 
 
 class _Delegating:
-    """Attributes the wrapper lacks are the wrapped backend's (its index, its settings), so callers that
-    inspect ``toolbox.text_search`` see through the cache."""
+    """A backend wrapped with the cache. Attributes the wrapper lacks are the wrapped backend's (its index, its
+    settings), so callers that inspect ``toolbox.text_search`` see through the cache."""
 
     inner: Any
+
+    def __init__(self, inner: Any, cache: ToolCache) -> None:
+        self.inner, self.cache, self.name = inner, cache, inner.name
 
     def __getattr__(self, name: str) -> Any:
         if name == "inner":  # not set yet: no recursion through __getattr__
@@ -210,9 +213,6 @@ class _Delegating:
 
 
 class CachedTextSearch(_Delegating, TextSearchBackend):
-    def __init__(self, inner: TextSearchBackend, cache: ToolCache) -> None:
-        self.inner, self.cache, self.name = inner, cache, inner.name
-
     async def search(self, query: str, k: int) -> list[TextHit]:
         key = self.cache.key("text", _identity(self.inner), normalize_text(query), k)
 
@@ -223,9 +223,6 @@ class CachedTextSearch(_Delegating, TextSearchBackend):
 
 
 class CachedImageSearch(_Delegating, ImageSearchBackend):
-    def __init__(self, inner: ImageSearchBackend, cache: ToolCache) -> None:
-        self.inner, self.cache, self.name = inner, cache, inner.name
-
     async def search(self, image: Image.Image, k: int, image_ref: str | None = None) -> list[ImageHit]:
         digest = await asyncio.to_thread(image_digest, image)
         key = self.cache.key("image", _identity(self.inner), digest, k)
@@ -237,9 +234,6 @@ class CachedImageSearch(_Delegating, ImageSearchBackend):
 
 
 class CachedGrounder(_Delegating, Grounder):
-    def __init__(self, inner: Grounder, cache: ToolCache) -> None:
-        self.inner, self.cache, self.name = inner, cache, inner.name
-
     async def ground(self, image: Image.Image, expression: str) -> Box | None:
         digest = await asyncio.to_thread(image_digest, image)
         key = self.cache.key("ground", _identity(self.inner), digest, normalize_text(expression))
@@ -253,9 +247,6 @@ class CachedGrounder(_Delegating, Grounder):
 
 
 class CachedSummarizer(_Delegating, Summarizer):
-    def __init__(self, inner: Summarizer, cache: ToolCache) -> None:
-        self.inner, self.cache, self.name = inner, cache, inner.name
-
     async def summarize_text(self, question: str, query: str, hits: list[TextHit]) -> str:
         key = self.cache.key("summary-text", _identity(self.inner), question, query, [asdict(h) for h in hits])
         return await self.cache.cached("summary", key, lambda: self.inner.summarize_text(question, query, hits))

@@ -120,11 +120,7 @@ class ZeroShotDetectorGrounder(Grounder):
             raise ToolError(f"{self.family} failed: {e}") from None
 
 
-def grounding_dino(config: ToolsConfig) -> Grounder:
-    """Registry factory for ``--grounder grounding-dino``."""
-    return ZeroShotDetectorGrounder(config.grounder_model or DEFAULT_MODELS["grounding-dino"], "grounding-dino")
-
-
-def owlv2(config: ToolsConfig) -> Grounder:
-    """Registry factory for ``--grounder owlv2``."""
-    return ZeroShotDetectorGrounder(config.grounder_model or DEFAULT_MODELS["owlv2"], "owlv2")
+def zero_shot_grounder(config: ToolsConfig) -> Grounder:
+    """Registry factory for ``--grounder grounding-dino`` and ``--grounder owlv2`` (the family ``tools.grounder``
+    names), with ``tools.grounder_model`` or the family's default checkpoint."""
+    return ZeroShotDetectorGrounder(config.grounder_model or DEFAULT_MODELS[config.grounder], config.grounder)

@@ -67,6 +67,6 @@ class LocalTextSearch(TextSearchBackend):
 
 def local_text_search(config: ToolsConfig) -> TextSearchBackend:
     """Registry factory for ``local``: builds the knowledge base now if it is not built yet."""
-    backend = LocalTextSearch(config.kb, getattr(config, "retrieval", "hybrid"))
+    backend = LocalTextSearch(config.kb, config.retrieval)
     backend.kb_dir()
     return backend

@@ -192,6 +192,6 @@ class LLMSummarizer(Summarizer):
 
 def llm_summarizer(config: ToolsConfig) -> Summarizer:
     """Registry factory for ``llm``: ``summarizer_model`` is ``MODEL[@BASE_URL]``."""
-    spec = getattr(config, "summarizer_model", None) or LLMSummarizerConfig.model
+    spec = config.summarizer_model or LLMSummarizerConfig.model
     model, _, base_url = spec.partition("@")
     return LLMSummarizer(LLMSummarizerConfig(model=model, base_url=base_url or None))

@@ -67,15 +67,19 @@ def _score(value: Any) -> float | None:
 
 
 class _Api:
-    """What every HTTP API backend holds: its endpoint and a shared-policy HTTP client."""
+    """What every HTTP API backend holds: its endpoint, its key when ``key_env`` names one, and a shared-policy HTTP
+    client."""
 
     name = "web"
+    endpoint_name: str | None = None  # the endpoint setting's name, when not the backend's own
     default_endpoint: str | None = None
+    key_env: str | None = None
 
     def __init__(self, config: WebConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
-        self.endpoint = config.endpoint(self.name, self.default_endpoint)
+        self.endpoint = config.endpoint(self.endpoint_name or self.name, self.default_endpoint)
         self.http = HttpClient(config, self.name, transport=transport)
+        self._key = api_key(self.key_env, self.name) if self.key_env else None
 
     def __repr__(self) -> str:  # never show the key
         return f"{type(self).__name__}(endpoint={self.endpoint!r})"
@@ -104,10 +108,6 @@ class SerpApiSearch(_Api, TextSearchBackend):
     default_endpoint = "https://serpapi.com/search.json"
     key_env = "SERPAPI_API_KEY"
 
-    def __init__(self, config: WebConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        super().__init__(config, transport=transport)
-        self._key = api_key(self.key_env, self.name)
-
     async def search(self, query: str, k: int) -> list[TextHit]:
         params = {"engine": "google", "q": query, "num": k, "api_key": self._key}
         data = await self.http.get_json("GET", self.endpoint, params=params, key_env=self.key_env)
@@ -125,6 +125,7 @@ class SerpApiImageSearch(_Api, ImageSearchBackend):
     """Reverse image search through SerpAPI: Google Lens (``visual_matches``) or Google reverse image search
     (``image_results``). Both take only a public image URL (see :func:`public_image_url`)."""
 
+    endpoint_name = "serpapi"  # one key and one endpoint for all SerpAPI engines: DMMS_SERPAPI_URL moves them together
     default_endpoint = "https://serpapi.com/search.json"
     key_env = "SERPAPI_API_KEY"
     _ENGINES: ClassVar[dict[str, tuple[str, str, str]]] = {
@@ -138,11 +139,7 @@ class SerpApiImageSearch(_Api, ImageSearchBackend):
         if name not in self._ENGINES:
             raise ConfigError(f"unknown SerpAPI image engine {name!r}; known: {', '.join(self._ENGINES)}")
         self.name = name
-        # One key and one endpoint for all SerpAPI engines: DMMS_SERPAPI_URL moves them together.
-        self.config = config
-        self.endpoint = config.endpoint("serpapi", self.default_endpoint)
-        self.http = HttpClient(config, name, transport=transport)
-        self._key = api_key(self.key_env, name)
+        super().__init__(config, transport=transport)
 
     async def search(self, image: Image.Image, k: int, image_ref: str | None = None) -> list[ImageHit]:
         engine, param, field = self._ENGINES[self.name]
@@ -200,10 +197,6 @@ class BraveSearch(_Api, TextSearchBackend):
     default_endpoint = "https://api.search.brave.com/res/v1/web/search"
     key_env = "BRAVE_API_KEY"
 
-    def __init__(self, config: WebConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        super().__init__(config, transport=transport)
-        self._key = api_key(self.key_env, self.name)
-
     async def search(self, query: str, k: int) -> list[TextHit]:
         headers = {"X-Subscription-Token": self._key, "Accept": "application/json"}
         params = {"q": query, "count": min(k, 20)}  # the API's maximum page size is 20
@@ -250,10 +243,6 @@ class TavilySearch(_Api, TextSearchBackend):
     name = "tavily"
     default_endpoint = "https://api.tavily.com/search"
     key_env = "TAVILY_API_KEY"
-
-    def __init__(self, config: WebConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        super().__init__(config, transport=transport)
-        self._key = api_key(self.key_env, self.name)
 
     async def search(self, query: str, k: int) -> list[TextHit]:
         headers = {"Authorization": f"Bearer {self._key}"}
@@ -352,42 +341,24 @@ def _cut(text: str, limit: int) -> str:
 # The registry in deepmmsearch.tools names these as "module:function" strings, imported only when chosen.
 
 
-def _reading(backend: TextSearchBackend, config: ToolsConfig) -> TextSearchBackend:
+TEXT_APIS: dict[str, Callable[[WebConfig], TextSearchBackend]] = {
+    "serpapi": SerpApiSearch,
+    "brave": BraveSearch,
+    "searxng": SearxngSearch,
+    "tavily": TavilySearch,
+    "duckduckgo": DuckDuckGoSearch,
+}
+
+
+def web_text_search(config: ToolsConfig) -> TextSearchBackend:
+    """The search API ``tools.text_search`` names (a key of :data:`TEXT_APIS`), reading the top pages when
+    ``web.fetch_pages`` is on."""
+    backend = TEXT_APIS[config.text_search](config.web)
     if not config.web.fetch_pages:
         return backend
     return PageReadingTextSearch(backend, PageFetcher(config.web), config.web)
 
 
-def serpapi_text(config: ToolsConfig) -> TextSearchBackend:
-    """SerpAPI Google search, reading the top pages when ``web.fetch_pages`` is on."""
-    return _reading(SerpApiSearch(config.web), config)
-
-
-def brave_text(config: ToolsConfig) -> TextSearchBackend:
-    """Brave Search, reading the top pages when ``web.fetch_pages`` is on."""
-    return _reading(BraveSearch(config.web), config)
-
-
-def searxng_text(config: ToolsConfig) -> TextSearchBackend:
-    """A SearXNG instance, reading the top pages when ``web.fetch_pages`` is on."""
-    return _reading(SearxngSearch(config.web), config)
-
-
-def tavily_text(config: ToolsConfig) -> TextSearchBackend:
-    """Tavily, reading the top pages when ``web.fetch_pages`` is on."""
-    return _reading(TavilySearch(config.web), config)
-
-
-def duckduckgo_text(config: ToolsConfig) -> TextSearchBackend:
-    """DuckDuckGo through ddgs, reading the top pages when ``web.fetch_pages`` is on."""
-    return _reading(DuckDuckGoSearch(config.web), config)
-
-
-def serpapi_lens(config: ToolsConfig) -> ImageSearchBackend:
-    """SerpAPI Google Lens visual matches."""
-    return SerpApiImageSearch(config.web, "serpapi-lens")
-
-
-def serpapi_reverse_image(config: ToolsConfig) -> ImageSearchBackend:
-    """SerpAPI Google reverse image search."""
-    return SerpApiImageSearch(config.web, "serpapi-reverse-image")
+def serpapi_image_search(config: ToolsConfig) -> ImageSearchBackend:
+    """SerpAPI's Google Lens or Google reverse image search, as ``tools.image_search`` names it."""
+    return SerpApiImageSearch(config.web, config.image_search)

@@ -115,11 +115,6 @@ def limit_image_size(processor: Any, max_pixels: int) -> None:
     processor.image_processor.size = {"shortest_edge": int(size["shortest_edge"]), "longest_edge": int(max_pixels)}
 
 
-def trainable_names(model: Any) -> list[str]:
-    """Names of the parameters that the optimizer updates."""
-    return [name for name, p in model.named_parameters() if p.requires_grad]
-
-
 def resume_checkpoint(out: str | Path, resume: bool) -> str | None:
     """The checkpoint to continue from when resuming (None: start afresh), and the metrics log trimmed to it."""
     out = Path(out)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deepmmsearch.agent import AgentConfig
+from deepmmsearch.config import check_at_least
 from deepmmsearch.errors import ConfigError
 from deepmmsearch.policies import SamplingConfig
 from deepmmsearch.policies.hf import HFConfig
@@ -45,8 +46,7 @@ class LoraSettings:
     )
 
     def __post_init__(self) -> None:
-        if self.rank < 1:
-            raise ConfigError(f"lora.rank must be at least 1, got {self.rank}")
+        check_at_least(self, 1, "rank", section="lora")
 
 
 @dataclass
@@ -79,9 +79,9 @@ class Schedule:
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept (older ones are deleted)"})
 
     def __post_init__(self) -> None:
-        for name in ("per_device_batch_size", "logging_steps", "save_steps", "save_total_limit"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"schedule.{name} must be at least 1, got {getattr(self, name)}")
+        check_at_least(
+            self, 1, "per_device_batch_size", "logging_steps", "save_steps", "save_total_limit", section="schedule"
+        )
         if self.warmup < 0 or self.learning_rate <= 0:
             raise ConfigError("schedule.warmup must be 0 or more and schedule.learning_rate positive")
 
@@ -119,12 +119,8 @@ class TrainAlignConfig:
 
     def __post_init__(self) -> None:
         _check_batch(self.global_batch_size, self.schedule.per_device_batch_size)
-        if self.rows is not None and self.rows < 1:
-            raise ConfigError(f"rows must be at least 1, got {self.rows}")
-        if self.tower_steps < 0:
-            raise ConfigError(f"tower_steps must not be negative, got {self.tower_steps}")
-        if self.tower_batch_size < 1:
-            raise ConfigError(f"tower_batch_size must be at least 1, got {self.tower_batch_size}")
+        check_at_least(self, 1, "rows", "tower_batch_size")
+        check_at_least(self, 0, "tower_steps")
         if not (self.lora.enabled or self.train_vision):
             raise ConfigError("alignment would train nothing: enable lora or set train_vision")
 
@@ -149,8 +145,7 @@ class TrainSFTConfig:
 
     def __post_init__(self) -> None:
         _check_batch(self.global_batch_size, self.schedule.per_device_batch_size)
-        if self.max_length < 1:
-            raise ConfigError(f"max_length must be at least 1, got {self.max_length}")
+        check_at_least(self, 1, "max_length")
         _check_max_pixels(self.max_pixels)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from deepmmsearch.config import check_at_least, check_positive
 from deepmmsearch.errors import ConfigError
 
 
@@ -60,14 +61,11 @@ class WebConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("fetch_top", "page_chars", "max_page_bytes", "max_api_bytes", "max_in_flight"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"web.{name} must be 1 or more, got {getattr(self, name)}")
-        for name in ("timeout_s", "per_host_rps", "fetch_budget_s"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"web.{name} must be positive, got {getattr(self, name)}")
-        if self.max_retries < 0 or self.max_redirects < 0 or self.backoff_s < 0:
-            raise ConfigError("web.max_retries, web.max_redirects and web.backoff_s must be 0 or more")
+        check_at_least(
+            self, 1, "fetch_top", "page_chars", "max_page_bytes", "max_api_bytes", "max_in_flight", section="web"
+        )
+        check_at_least(self, 0, "max_retries", "max_redirects", "backoff_s", section="web")
+        check_positive(self, "timeout_s", "per_host_rps", "fetch_budget_s", section="web")
         if not isinstance(self.endpoints, dict):
             raise ConfigError(f"web.endpoints must be a mapping of backend name to URL, got {self.endpoints!r}")
 

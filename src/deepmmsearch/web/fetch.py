@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -39,9 +39,6 @@ class Page:
     bytes_read: int
     truncated: bool = False  # the page was longer than max_page_bytes
     redirects: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def extract_main_text(body: str, url: str, content_type: str) -> tuple[str, str]:

@@ -284,12 +284,8 @@ class HttpClient:
                         f"{self.service}: rate limited ({problem}); the server asks to wait {retry_after:.0f} s"
                     )
             if attempt + 1 < attempts:
-                await self._sleep(self.backoff(attempt, retry_after))
+                await self._sleep(backoff_delay(self.config, attempt, retry_after))
         raise ToolError(f"{self.service}: {problem} (gave up after {attempts} attempts)")
-
-    def backoff(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds before retry ``attempt + 1`` (see :func:`backoff_delay`)."""
-        return backoff_delay(self.config, attempt, retry_after)
 
     async def get_json(
         self,

@@ -21,9 +21,10 @@ import json
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from deepmmsearch.config import check_at_least
 from deepmmsearch.errors import ConfigError
 from deepmmsearch.records import write_jsonl
 from deepmmsearch.world.draw import captioned_pictures, draw_entity
@@ -51,8 +52,7 @@ class WorldConfig:
     def __post_init__(self) -> None:
         if self.entities < len(PICTURED):  # every category pictured once, persons included (others refer to them)
             raise ConfigError(f"entities must be at least {len(PICTURED)} (one per category), got {self.entities}")
-        if self.captions < 0:
-            raise ConfigError(f"captions must not be negative, got {self.captions}")
+        check_at_least(self, 0, "captions")
         if not (0 <= self.unseen_share < 1 and self.dev_share >= 0 and self.test_share >= 0):
             raise ConfigError("unseen_share must be in [0, 1), dev_share and test_share 0 or more")
         if self.dev_share + self.test_share >= 1:
@@ -135,7 +135,7 @@ def build_world(
         "skills": dict(Counter(r["skill"] for records in splits.values() for r in records)),
         "test_splits": dict(Counter(r["split"] for r in splits["test"])),
     }
-    world = {"summary": summary, "entities": [_entity_record(e) for e in entities.values()]}
+    world = {"summary": summary, "entities": [asdict(e) for e in entities.values()]}
     (out / "world.json").write_text(json.dumps(world, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return summary
 
@@ -177,19 +177,6 @@ def _record(question: WorldQuestion, split: str) -> dict:
         "skill": question.skill,
         "entity": question.entity,
         "plan": question.plan,
-    }
-
-
-def _entity_record(entity: Entity) -> dict:
-    return {
-        "id": entity.id,
-        "name": entity.name,
-        "category": entity.category,
-        "kind": entity.kind,
-        "facts": entity.facts,
-        "look": entity.look.to_dict() if entity.look else None,
-        "unseen": entity.unseen,
-        "twin": entity.twin,
     }
 
 

@@ -47,9 +47,6 @@ class Look:
     accent: str  # colour of a small mark in a corner
     corner: int  # which corner holds the mark, 0-3
 
-    def to_dict(self) -> dict:
-        return self.__dict__.copy()
-
 
 def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
     if shape == "square":

@@ -79,7 +79,6 @@ _FIRST = (
 _DIETS = ("fish", "insects", "seeds", "grass", "fruit", "small mammals")
 _MEDIA = ("oil on canvas", "tempera", "glazed tiles", "carved marble", "woven wool", "bronze")
 _RIVERS = ("Selwa", "Orun", "Kessel", "Marrow", "Tavi", "Lune", "Brisk", "Velda")
-_OCCUPATIONS = KINDS["person"]
 _MONTHS = (
     "January",
     "February",
