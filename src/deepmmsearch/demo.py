@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -181,22 +181,18 @@ def _run_config(world: Path) -> Any:
 
 
 def _eval_run_config(world: Path) -> Any:
-    import dataclasses
-
     run_config = _run_config(world)
     # The reply length GRPO trains with: the student's replies are short, and a runaway one stops sooner.
     run_config.sampling.max_new_tokens = recipe("grpo").sampling.max_new_tokens
     # Greedy decoding repeats an invalid reply: no episode recovered after one (0 of 112 retried, seed 0).
-    run_config.agent.rules = dataclasses.replace(run_config.agent.rules, max_consecutive_errors=1)
+    run_config.agent.rules = replace(run_config.agent.rules, max_consecutive_errors=1)
     return run_config
 
 
 def _write_run_config(path: Path, run_config: Any) -> None:
-    import dataclasses
-
     import yaml
 
-    path.write_text(yaml.safe_dump(dataclasses.asdict(run_config), sort_keys=False))
+    path.write_text(yaml.safe_dump(asdict(run_config), sort_keys=False))
 
 
 def _build_data(world: Path, data: Path, config: DemoConfig) -> None:
