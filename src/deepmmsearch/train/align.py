@@ -67,6 +67,7 @@ def train_align(config: TrainAlignConfig, resume: bool = False) -> dict[str, Any
         world_size,
     )
     from deepmmsearch.train.config import sft_args
+    from deepmmsearch.train.distributed import start_processes
     from deepmmsearch.train.sft import ConversationCollator
 
     start = time.perf_counter()
@@ -88,12 +89,14 @@ def train_align(config: TrainAlignConfig, resume: bool = False) -> dict[str, Any
                     train_tower(config, source, bf16, bars)
 
     # --- stage 2: the language model reads the tower's tokens (LoRA, merged into final/)
+    args = sft_args(config, use_cpu, bf16, world_size())
+    start_processes(args)
     model, processor = trainable_model(
         source, dtype, config.lora, train_vision=config.train_vision, train_language_model=config.lora.enabled
     )
     trainer = SFTTrainer(
         model=model,
-        args=sft_args(config, use_cpu, bf16, world_size()),
+        args=args,
         train_dataset=rows,
         data_collator=ConversationCollator(processor, Path(config.captions).parent),
         processing_class=processor,

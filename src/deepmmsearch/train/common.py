@@ -149,7 +149,7 @@ def save_final(trainer: Any, processor: Any, out: str | Path, dtype: str | None 
     """Save the trained model, LoRA merged in, with its processor and our generation settings to ``out/final``:
     loadable as ``hf:OUT/final``. Every process takes part (under ZeRO-3 and FSDP the weights are gathered from all
     of them); the main process merges and writes, weights cast to ``dtype`` (None: as trained)."""
-    from deepmmsearch.train.distributed import gather_state_dict, sharding, write_final
+    from deepmmsearch.train.distributed import gather_state_dict, local_init, sharding, write_final
 
     final = Path(out) / FINAL_DIR
     accelerator = trainer.accelerator
@@ -158,7 +158,8 @@ def save_final(trainer: Any, processor: Any, out: str | Path, dtype: str | None 
     prepared = trainer.model_wrapped if sharding(accelerator) == "zero3" else trainer.model
     state_dict = gather_state_dict(accelerator, prepared)
     if accelerator.is_main_process:
-        write_final(state_dict, accelerator.unwrap_model(trainer.model), final, dtype)
+        with local_init():
+            write_final(state_dict, accelerator.unwrap_model(trainer.model), final, dtype)
         processor.save_pretrained(final)
         generation_config(processor.tokenizer).save_pretrained(final)
     accelerator.wait_for_everyone()

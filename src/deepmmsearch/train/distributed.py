@@ -17,6 +17,21 @@ from typing import Any
 from deepmmsearch.errors import ConfigError
 
 
+def start_processes(args: Any) -> None:
+    """Join this run's processes before any model loads, so that under ZeRO-3 (``zero3_init_flag``) transformers
+    loads each model partitioned across them (``deepspeed.zero.Init``) instead of whole in every process's memory.
+    ``args`` are the run's ``TrainingArguments``: making them registered the DeepSpeed config; reading their device
+    starts the process group. Accelerate joins DeepSpeed's communication to it only on GPUs: here it is joined
+    everywhere (a no-op where it is already)."""
+    import torch.distributed
+
+    _ = args.device
+    if getattr(args, "deepspeed_plugin", None) is not None and torch.distributed.is_initialized():
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend=torch.distributed.get_backend(), auto_mpi_discovery=False)
+
+
 def sharding(accelerator: Any) -> str:
     """``zero3``, ``fsdp2``, ``fsdp1`` or ``none``: how the trained weights are split across processes."""
     from accelerate.utils import DistributedType
@@ -37,6 +52,23 @@ def gather_state_dict(accelerator: Any, model: Any) -> dict[str, Any]:
         # Unsharded: a CPU copy, so that merging LoRA into it leaves the trained model as it is.
         return {k: v.detach().to("cpu", copy=True) for k, v in accelerator.unwrap_model(model).state_dict().items()}
     return accelerator.get_state_dict(model)
+
+
+@contextmanager
+def local_init() -> Iterator[None]:
+    """Models built inside the block are built whole in this process. Under ZeRO-3 transformers builds every model
+    under ``deepspeed.zero.Init`` while a DeepSpeed config is registered, and that partitions it collectively: a
+    model built in the main process alone (the final save's) would wait on the others forever."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    # transformers offers set and unset but no getter: the registered config is read from its module.
+    registered = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if registered is not None and registered() is not None:
+            hf_deepspeed.set_hf_deepspeed_config(registered())
 
 
 def plain_class(model: Any) -> type:

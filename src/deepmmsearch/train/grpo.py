@@ -55,7 +55,7 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
         world_size,
     )
     from deepmmsearch.train.config import grpo_args
-    from deepmmsearch.train.distributed import check_rollout_sharding
+    from deepmmsearch.train.distributed import check_rollout_sharding, start_processes
     from deepmmsearch.train.reward import REWARD_FUNCS
     from deepmmsearch.train.rollout import AgentRollout
 
@@ -90,7 +90,9 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
         if importlib.util.find_spec("vllm") is None:
             raise ConfigError(f"use_vllm: true, but {INSTALL_HINT}")
 
-    # --- model: the policy being trained, vision tower frozen
+    # --- model: the policy being trained, vision tower frozen; under ZeRO-3 loaded partitioned
+    args = grpo_args(config, use_cpu, bf16, world_size())
+    start_processes(args)
     model, processor = trainable_model(config.model, dtype, config.lora, config.train_vision)
     if config.max_pixels is not None and config.max_pixels != image_size_limit(processor):
         if config.use_vllm:  # the engine builds its own processor from the model folder
@@ -116,7 +118,6 @@ def train_grpo(config: TrainGRPOConfig, resume: bool = False) -> dict[str, Any]:
     )
 
     # --- trainer: reward = judge_weight x judge + format_weight x format, through TRL's reward_weights
-    args = grpo_args(config, use_cpu, bf16, world_size())
     # TRL renders each prompt itself for its image inputs: with the family's template switches, as our encoder does.
     args.chat_template_kwargs = {**(args.chat_template_kwargs or {}), **getattr(processor, "template_kwargs", {})}
     with _quiet_model_init_kwargs_warning():

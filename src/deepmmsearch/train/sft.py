@@ -145,6 +145,7 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
         world_size,
     )
     from deepmmsearch.train.config import sft_args
+    from deepmmsearch.train.distributed import start_processes
 
     start = time.perf_counter()
     # --- set-up: devices, run folder, where to resume
@@ -164,7 +165,9 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
             stacklevel=2,
         )
 
-    # --- model: vision tower frozen, LoRA or the whole language model trainable
+    # --- model: vision tower frozen, LoRA or the whole language model trainable; under ZeRO-3 loaded partitioned
+    args = sft_args(config, use_cpu, bf16, world_size())
+    start_processes(args)
     model, processor = trainable_model(
         config.model, dtype, config.lora, config.train_vision, max_pixels=config.max_pixels
     )
@@ -187,7 +190,6 @@ def train_sft(config: TrainSFTConfig, resume: bool = False) -> dict[str, Any]:
     rows = rows.select(keep)
 
     # --- trainer: TRL's SFTTrainer with our collator; our callback writes the metrics log
-    args = sft_args(config, use_cpu, bf16, world_size())
     trainer = SFTTrainer(
         model=model,
         args=args,

@@ -1,0 +1,97 @@
+"""The README's ZeRO-3 recipe on two CPU processes (DeepSpeed on gloo): the shipped accelerate config with two
+processes instead of eight. SFT gathers the whole model for final/ (equal to a one-process run), the model loads
+partitioned (``zero.Init``), and GRPO's in-process rollouts generate with each process on its own episodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from deepmmsearch.models.build import load_model
+
+pytest.importorskip("deepspeed")
+
+REPO = Path(__file__).resolve().parents[2]
+PROBE = Path(__file__).with_name("zero3_probe.py")
+ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "OMP_NUM_THREADS": "1",
+    "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+}
+SFT = ["train", "sft", "--full", "--global-batch-size", "4", "--schedule.per-device-batch-size", "2"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def launch_config(tmp_path_factory) -> Path:
+    """configs/accelerate/zero3-8gpu.yaml on 2 processes, in float32 (the CPU has no bfloat16 DeepSpeed kernels)."""
+    config = yaml.safe_load((REPO / "configs" / "accelerate" / "zero3-8gpu.yaml").read_text())
+    config.update(num_processes=2, mixed_precision="no", main_process_port=_free_port())
+    path = tmp_path_factory.mktemp("accelerate") / "zero3-2cpu.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _launch(launch_config: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(launch_config), *args]
+    result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def _dmms(*args: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "deepmmsearch", *args], env=ENV, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_the_model_loads_partitioned(launch_config: Path, tiny_model: Path, tmp_path: Path) -> None:
+    result = _launch(launch_config, str(PROBE), str(tiny_model), str(tmp_path))
+    shapes = [json.loads(line.removeprefix("PROBE ")) for line in result.stdout.splitlines() if line.startswith("PROBE")]
+    assert len(shapes) == 2 and all(shape == {"partitioned": True, "local": [0]} for shape in shapes), shapes
+
+
+def test_sft_then_grpo_under_zero3(
+    launch_config: Path, tiny_model: Path, sft_data: Path, small_world: Path, grpo_config: Path, tmp_path: Path
+) -> None:
+    # Full fine-tuning, 2 steps: the gathered final/ equals one process's (same batches, same optimizer steps).
+    data = ["--model", str(tiny_model), "--data", str(sft_data), "--schedule.max-steps", "2"]
+    _launch(launch_config, "-m", "deepmmsearch", *SFT, *data, "--out", str(tmp_path / "zero3"))
+    _dmms(*SFT, *data, "--out", str(tmp_path / "single"))
+    sharded, _ = load_model(tmp_path / "zero3" / "final", "float32", "cpu")
+    single, _ = load_model(tmp_path / "single" / "final", "float32", "cpu")
+    base, _ = load_model(tiny_model, "float32", "cpu")
+    reference, before = single.state_dict(), base.state_dict()
+    assert set(sharded.state_dict()) == set(reference)
+    for name, tensor in sharded.state_dict().items():
+        assert torch.allclose(tensor, reference[name], atol=1e-6), name
+    assert max((reference[n] - before[n]).abs().max().item() for n in reference) > 1e-5  # it did train
+
+    # GRPO with LoRA from it: in-process rollouts (each process its own episodes), then a merged final/.
+    _launch(
+        launch_config,
+        *("-m", "deepmmsearch", "train", "grpo", "--config", str(grpo_config)),
+        *("--model", str(tmp_path / "zero3" / "final"), "--out", str(tmp_path / "grpo")),
+        *("--questions", str(small_world / "questions" / "train.jsonl"), "--kb", str(small_world / "kb")),
+        *("--limit", "4", "--schedule.max-steps", "1"),
+    )
+    records = [json.loads(line) for line in (tmp_path / "grpo" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("completions/mean_length", 0) > 0 for r in records)
+    trained, _ = load_model(tmp_path / "grpo" / "final", "float32", "cpu")
+    assert not any("lora" in name for name in trained.state_dict())
