@@ -63,7 +63,8 @@ def _dmms(*args: str) -> None:
 
 def test_the_model_loads_partitioned(launch_config: Path, tiny_model: Path, tmp_path: Path) -> None:
     result = _launch(launch_config, str(PROBE), str(tiny_model), str(tmp_path))
-    shapes = [json.loads(line.removeprefix("PROBE ")) for line in result.stdout.splitlines() if line.startswith("PROBE")]
+    lines = result.stdout.splitlines()
+    shapes = [json.loads(line.removeprefix("PROBE ")) for line in lines if line.startswith("PROBE ")]
     assert len(shapes) == 2 and all(shape == {"partitioned": True, "local": [0]} for shape in shapes), shapes
 
 
