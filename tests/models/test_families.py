@@ -181,7 +181,9 @@ def test_the_saved_processor_round_trips_and_our_encoder_matches_it(name: str, f
     assert json.loads((folder / "preprocessor_config.json").read_text())["patch_size"] == family.patch_size
     assert json.loads((folder / "tokenizer_config.json").read_text())["processor_class"] == family.processor_class
     stock = processor_class_from_name(config["processor_class"])
-    tokenizer, image_processor = AutoTokenizer.from_pretrained(folder), AutoImageProcessor.from_pretrained(folder)
+    # The PIL backend, ours; where torchvision is installed transformers picks its own backend (test below).
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    image_processor = AutoImageProcessor.from_pretrained(folder, backend="pil")
     model, ours = load_model(folder, device="cpu")
     assert tokenizer.get_vocab() == ours.tokenizer.get_vocab()
     if family.name == "qwen3.5":
@@ -204,14 +206,27 @@ def test_the_saved_processor_round_trips_and_our_encoder_matches_it(name: str, f
         assert ours.tokenizer.decode(trained) == "".join(replies)
 
 
-def test_autoprocessor_loads_the_stock_processor_where_torchvision_is(family_dir) -> None:
+def test_autoprocessor_loads_the_stock_processor_where_torchvision_is(family_dir, image) -> None:
+    """What vLLM and `vllm serve` build from a saved folder: the stock processor, video processor and all. Its image
+    processor is transformers' torchvision backend there: the ids and grid are ours, the pixels within one grey
+    level of ours (its resizing rounds otherwise)."""
     pytest.importorskip("torchvision")  # the stock video processors need it; vLLM's machines have it
     from transformers import AutoProcessor
 
     for name in NAMES:
+        family = get_family(name)
         processor = AutoProcessor.from_pretrained(family_dir(name))
-        assert type(processor).__name__ == get_family(name).processor_class
-        assert processor.image_processor.patch_size == get_family(name).patch_size
+        assert type(processor).__name__ == family.processor_class
+        assert processor.image_processor.patch_size == family.patch_size
+        assert type(processor.video_processor).__name__ == family.video_processor_class
+        _, ours = load_model(family_dir(name), device="cpu")
+        encoded = encode_conversation(ours, MESSAGES, image, add_generation_prompt=False)
+        text = processor.apply_chat_template(chat(MESSAGES), tokenize=False, **dict(family.template_kwargs))
+        stock = processor(text=[text], images=[image], return_tensors="pt")
+        assert encoded["input_ids"].equal(stock["input_ids"]), name
+        assert encoded["image_grid_thw"].equal(stock["image_grid_thw"]), name
+        grey_level = 1.01 / 255 / min(family.image_std)
+        assert torch.allclose(encoded["pixel_values"], stock["pixel_values"], atol=grey_level, rtol=0), name
 
 
 # ---------------------------------------------------------------------------------------------- the hf: policy
