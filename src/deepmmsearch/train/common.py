@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from deepmmsearch.errors import ConfigError
 from deepmmsearch.records import append_jsonl, read_jsonl, trim_torn_tail, write_jsonl
-from deepmmsearch.train.config import LoraSettings
+from deepmmsearch.train.config import FUSED_EXPERTS, LoraSettings
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -88,11 +89,23 @@ def trainable_model(
     elif lora.enabled:
         from peft import LoraConfig, get_peft_model
 
+        names = [name for name, _ in model.named_parameters()]
+        experts = [end for end in FUSED_EXPERTS if lora.experts and any(n.endswith(end) for n in names)]
+        dropout = lora.dropout
+        if experts and dropout:
+            warnings.warn(
+                f"LoRA on the fused experts takes no dropout (PEFT): lora.dropout {dropout} is 0 for this model; "
+                "set lora.experts: false to keep it and leave the experts frozen",
+                UserWarning,
+                stacklevel=2,
+            )
+            dropout = 0.0
         peft_config = LoraConfig(
             r=lora.rank,
             lora_alpha=lora.alpha,
-            lora_dropout=lora.dropout,
+            lora_dropout=dropout,
             target_modules=lora.target_modules,
+            target_parameters=experts or None,
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, peft_config)

@@ -18,9 +18,16 @@ from deepmmsearch.policies.hf import HFConfig
 from deepmmsearch.policies.vllm import VLLMConfig
 from deepmmsearch.tools import ToolsConfig
 
-# Every linear layer of the language model's blocks, and none of the vision tower's (whose MLP shares the names
-# gate_proj/up_proj/down_proj) nor the projector's: PEFT matches a string target as a full-name regex.
-LANGUAGE_MODEL_LINEARS = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+# Every linear layer of the language model's blocks (Qwen3.5's linear-attention ones too), and none of the vision
+# tower's (whose MLP shares the names gate_proj/up_proj/down_proj) nor the projector's: PEFT matches a string target
+# as a full-name regex.
+LANGUAGE_MODEL_LINEARS = (
+    r".*language_model\.layers\.\d+\."
+    r"(self_attn\.(q|k|v|o)_proj|linear_attn\.(in_proj_(qkv|z|a|b)|out_proj)|mlp\.(gate|up|down)_proj)"
+)
+# A mixture-of-experts model's experts are fused weights (one tensor for all of a layer's experts), not linear layers:
+# PEFT adapts them as parameters, by these name endings.
+FUSED_EXPERTS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
 
 
 MAX_PIXELS_HELP = (
@@ -43,6 +50,10 @@ class LoraSettings:
     dropout: float = field(default=0.05, metadata={"help": "dropout on the adapter input"})
     target_modules: str = field(
         default=LANGUAGE_MODEL_LINEARS, metadata={"help": "regex over module names that get adapters"}
+    )
+    experts: bool = field(
+        default=True,
+        metadata={"help": "adapters on the fused experts of a mixture-of-experts model too (without dropout)"},
     )
 
     def __post_init__(self) -> None:
