@@ -3,6 +3,7 @@ under FSDP v2 with each process running its own number of forwards. Two processe
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -70,3 +71,27 @@ def test_fsdp2_final_save_and_rollout_forwards_match_one_process(tiny_model, tmp
         for name, tensor in sharded.state_dict().items():
             assert torch.equal(tensor, reference[name]), (kind, name)
         assert not any("lora" in name for name in reference)
+
+
+def test_the_fsdp_config_wraps_the_layers_of_every_family(tmp_path: Path) -> None:
+    """configs/accelerate/fsdp-8gpu.yaml wraps each family's decoder layers and vision blocks (one process here)."""
+    from deepmmsearch.models.build import init_model
+    from deepmmsearch.models.families import FAMILIES
+
+    models = [str(init_model(tmp_path / name, size="tiny", arch=name)) for name in FAMILIES]
+    config = Path(__file__).parents[2] / "configs" / "accelerate" / "fsdp-8gpu.yaml"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--num_processes", "1"]
+    result = subprocess.run(
+        [*launch, str(WORKER.with_name("fsdp_wrap_worker.py")), *models],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line[5:]) for line in result.stdout.splitlines() if line.startswith("WRAP ")]
+    assert len(lines) == len(FAMILIES)
+    for line in lines:
+        layers = [name for name in line["wrapped"] if name.endswith("DecoderLayer")]
+        blocks = [name for name in line["wrapped"] if name.endswith("VisionBlock")]
+        assert len(layers) == len(blocks) == 1, line
