@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -251,9 +253,33 @@ def model_family(path: str | Path) -> Family:
     return family_of(config.model_type)
 
 
-def load_model(path: str | Path, dtype: str = "auto", device: str = "auto") -> tuple[Any, Any]:
+@contextmanager
+def whole_models() -> Iterator[None]:
+    """Models built or loaded inside the block are whole in this process. While a training run's DeepSpeed ZeRO-3
+    config is registered, transformers builds every model under ``deepspeed.zero.Init``, partitioned collectively
+    across the processes: right for the model being trained, a hang or empty weights for any other (a policy
+    answering questions, a model the main process alone builds to save)."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    # transformers offers set and unset but no getter: the registered config is read from its module.
+    registered = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if registered is not None and registered() is not None:
+            hf_deepspeed.set_hf_deepspeed_config(registered())
+
+
+def load_model(
+    path: str | Path, dtype: str = "auto", device: str = "auto", partitioned: bool = False
+) -> tuple[Any, Any]:
     """Load a checkpoint of any Qwen-VL family we run and its image-only processor: ``(model, processor)``, in
-    eval mode. The family is read once, from the checkpoint's config."""
+    eval mode. The family is read once, from the checkpoint's config. ``partitioned``: under a training run's
+    ZeRO-3 config, load it partitioned across the processes and leave it where it loads, for the trainer to place
+    (the model being trained); otherwise it loads whole, onto ``device``."""
+    from contextlib import nullcontext
+
     from transformers import AutoModelForImageTextToText
 
     from deepmmsearch.models.processor import load_processor
@@ -263,9 +289,11 @@ def load_model(path: str | Path, dtype: str = "auto", device: str = "auto") -> t
     family = model_family(path)
     processor = load_processor(path, family.name)
     try:
-        model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=torch_dtype)
+        with nullcontext() if partitioned else whole_models():
+            model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=torch_dtype)
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot load a model from {path}: {' '.join(str(e).split())[:300]}") from None
-    model.to(device)
+    if not partitioned:
+        model.to(device)
     model.eval()
     return model, processor

@@ -76,7 +76,8 @@ def trainable_model(
     if not path:
         raise ConfigError("no model to train: set model: in the config or pass --model DIR")
     full_weights = train_vision or (train_language_model and not lora.enabled)
-    model, processor = load_model(path, master_dtype(dtype, full_weights), "cpu")  # the Trainer moves it
+    # The Trainer moves it; under ZeRO-3 each process loads its shard.
+    model, processor = load_model(path, master_dtype(dtype, full_weights), partitioned=True)
     if max_pixels is not None:
         limit_image_size(processor, max_pixels)
     # The projector (visual.merger) lives inside the vision tower in Qwen2.5-VL: one switch freezes both.
@@ -162,7 +163,8 @@ def save_final(trainer: Any, processor: Any, out: str | Path, dtype: str | None 
     """Save the trained model, LoRA merged in, with its processor and our generation settings to ``out/final``:
     loadable as ``hf:OUT/final``. Every process takes part (under ZeRO-3 and FSDP the weights are gathered from all
     of them); the main process merges and writes, weights cast to ``dtype`` (None: as trained)."""
-    from deepmmsearch.train.distributed import gather_state_dict, local_init, sharding, write_final
+    from deepmmsearch.models.build import whole_models
+    from deepmmsearch.train.distributed import gather_state_dict, sharding, write_final
 
     final = Path(out) / FINAL_DIR
     accelerator = trainer.accelerator
@@ -171,7 +173,7 @@ def save_final(trainer: Any, processor: Any, out: str | Path, dtype: str | None 
     prepared = trainer.model_wrapped if sharding(accelerator) == "zero3" else trainer.model
     state_dict = gather_state_dict(accelerator, prepared)
     if accelerator.is_main_process:
-        with local_init():
+        with whole_models():
             write_final(state_dict, accelerator.unwrap_model(trainer.model), final, dtype)
         processor.save_pretrained(final)
         generation_config(processor.tokenizer).save_pretrained(final)

@@ -54,23 +54,6 @@ def gather_state_dict(accelerator: Any, model: Any) -> dict[str, Any]:
     return accelerator.get_state_dict(model)
 
 
-@contextmanager
-def local_init() -> Iterator[None]:
-    """Models built inside the block are built whole in this process. Under ZeRO-3 transformers builds every model
-    under ``deepspeed.zero.Init`` while a DeepSpeed config is registered, and that partitions it collectively: a
-    model built in the main process alone (the final save's) would wait on the others forever."""
-    from transformers.integrations import deepspeed as hf_deepspeed
-
-    # transformers offers set and unset but no getter: the registered config is read from its module.
-    registered = hf_deepspeed._hf_deepspeed_config_weak_ref
-    hf_deepspeed.unset_hf_deepspeed_config()
-    try:
-        yield
-    finally:
-        if registered is not None and registered() is not None:
-            hf_deepspeed.set_hf_deepspeed_config(registered())
-
-
 def plain_class(model: Any) -> type:
     """The model's own class: FSDP2 swaps a sharded module's class for a subclass of it made on the fly."""
     return next(c for c in type(model).__mro__ if not c.__module__.startswith("torch."))
