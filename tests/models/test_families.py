@@ -166,6 +166,15 @@ def test_the_guide_accepts_canonical_replies_as_qwen3_5s_vocabulary_spells_them(
     assert not guide.allows("<reason>x</reason>\n", False, the)
 
 
+def test_the_chat_templates_are_the_released_ones() -> None:
+    """Byte for byte: TRL ships the released templates as they are (it recognizes a model's by identity)."""
+    import trl
+
+    released = Path(trl.__file__).parent / "chat_templates"
+    for name, file in (("qwen2.5-vl", "qwen2_5_vl"), ("qwen3-vl", "qwen3_vl"), ("qwen3.5", "qwen3_5_think")):
+        assert get_family(name).chat_template == (released / f"{file}.jinja").read_text(encoding="utf-8"), name
+
+
 # ---------------------------------------------------------------------------------------------- the saved processor
 
 

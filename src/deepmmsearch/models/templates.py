@@ -131,7 +131,7 @@ QWEN3_VL_TEMPLATE = r"""{%- if tools %}
 {%- endif %}
 """
 
-# Qwen3.5's chat_template (the released Qwen3.5 models share it). It strips every user and system text, keeps
+# Qwen3.5's chat_template (Qwen3.5-4B and larger ship it; the smaller ones' default to non-thinking). It strips every user and system text, keeps
 # reasoning only after the last user query (families.chat_template_for adds Qwen3.6's switch to keep it all), and
 # opens a <think> block in the generation prompt unless ``enable_thinking`` is false.
 QWEN3_5_TEMPLATE = r"""{%- set image_count = namespace(value=0) %}
@@ -255,7 +255,7 @@ QWEN3_5_TEMPLATE = r"""{%- set image_count = namespace(value=0) %}
                 {%- if tool_call.arguments is defined %}
                     {%- for args_name, args_value in tool_call.arguments|items %}
                         {{- '<parameter=' + args_name + '>\n' }}
-                        {%- set args_value = args_value | string if args_value is string else args_value | tojson | safe %}
+                        {%- set args_value = args_value | tojson | safe if args_value is mapping or (args_value is sequence and args_value is not string) else args_value | string %}
                         {{- args_value }}
                         {{- '\n</parameter>\n' }}
                     {%- endfor %}
