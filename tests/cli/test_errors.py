@@ -33,3 +33,19 @@ def test_bad_input_is_one_line(tmp_path, args, fragment):
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], out.stderr
+
+
+def test_deepspeed_logs_go_to_stderr_not_into_a_commands_output() -> None:
+    """DeepSpeed's logger writes to stdout, where `--json` output goes (it warns on every CPU-only run)."""
+    pytest.importorskip("deepspeed")
+    code = (
+        "from deepmmsearch.cli.app import _deepspeed_logs_to_stderr\n"
+        "_deepspeed_logs_to_stderr()\n"
+        "from deepspeed.utils import logger\n"
+        "logger.warning('a DeepSpeed warning')\n"
+        "print('{}')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == "{}\n"
+    assert "a DeepSpeed warning" in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
@@ -42,11 +43,25 @@ def _root(
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
+    _deepspeed_logs_to_stderr()
     try:
         app()
     except DmmsError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(1)
+
+
+def _deepspeed_logs_to_stderr() -> None:
+    """DeepSpeed's logger writes to stdout (a warning on every run where it is installed and no GPU is seen), and
+    stdout is a command's output (``--json``): its records go to stderr."""
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(logging.Formatter("[DeepSpeed %(levelname)s] %(message)s"))
+
+    def redirect(record: logging.LogRecord) -> bool:
+        stderr.handle(record)
+        return False  # not to DeepSpeed's own stdout handler
+
+    logging.getLogger("DeepSpeed").addFilter(redirect)
 
 
 def stderr_console() -> Any:
