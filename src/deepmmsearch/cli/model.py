@@ -21,8 +21,8 @@ def init(
     arch: Annotated[
         str | None,
         typer.Option(
-            help="Model family: qwen2-vl, qwen2.5-vl, qwen3-vl, qwen3-vl-moe or qwen3.5, with its own processor and "
-            "chat template (default: qwen2.5-vl)."
+            help="Model family: qwen2-vl, qwen2.5-vl, qwen3-vl, qwen3-vl-moe, qwen3.5 or qwen3.5-moe, with its own "
+            "processor and chat template (default: qwen2.5-vl)."
         ),
     ] = None,
     vocab: Annotated[

@@ -139,13 +139,12 @@ def _qwen3_text(size: ModelSize, family: Family) -> dict[str, Any]:
             **({"partial_rotary_factor": 0.25} if family.hybrid else {}),
         },
     }
-    if family.name == "qwen3-vl-moe":
-        text.update(
-            num_experts=4,
-            num_experts_per_tok=2,
-            moe_intermediate_size=size.intermediate_size // 2,
-            decoder_sparse_step=1,
-        )
+    if family.moe:
+        text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=size.intermediate_size // 2)
+        if family.hybrid:  # Qwen3.5's MoE adds a shared expert beside the routed ones
+            text.update(shared_expert_intermediate_size=size.intermediate_size // 2)
+        else:
+            text.update(decoder_sparse_step=1)
     if family.hybrid:
         # Released: three linear-attention layers to one full-attention layer; a 2-layer model gets one of each.
         text.update(

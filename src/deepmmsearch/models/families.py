@@ -47,6 +47,7 @@ class Family:
     image_mean: tuple[float, float, float] = CLIP_MEAN
     image_std: tuple[float, float, float] = CLIP_STD
     hybrid: bool = field(default=False, metadata={"help": "linear-attention layers beside full attention"})
+    moe: bool = field(default=False, metadata={"help": "mixture-of-experts MLPs (fused experts)"})
     released: str = field(default="", metadata={"help": "a released Instruct model of the family"})
 
     @property
@@ -74,6 +75,26 @@ _QWEN3_VL = Family(
     image_mean=HALF,
     image_std=HALF,
     released="Qwen/Qwen3-VL-8B-Instruct",
+)
+
+_QWEN3_5 = Family(
+    name="qwen3.5",
+    model_type="qwen3_5",
+    model_class="Qwen3_5ForConditionalGeneration",
+    processor_class="Qwen3VLProcessor",
+    video_processor_class="Qwen3VLVideoProcessor",
+    vocab="qwen3.5",
+    special_tokens=QWEN3_5_SPECIAL_TOKENS,
+    skipped_special=(*SPECIAL_TOKENS[:N_SKIPPED_SPECIAL], *AUDIO_TOKENS),
+    chat_template=QWEN3_5_TEMPLATE,
+    # Our <reason> is the reasoning: the template's non-thinking mode, as its own switch gives it; and every
+    # earlier reply keeps the empty think block it was sampled after (see chat_template_for).
+    template_kwargs=(("enable_thinking", False), ("preserve_thinking", True)),
+    patch_size=16,
+    image_mean=HALF,
+    image_std=HALF,
+    hybrid=True,
+    released="Qwen/Qwen3.5-9B",
 )
 
 FAMILIES: dict[str, Family] = {
@@ -110,26 +131,17 @@ FAMILIES: dict[str, Family] = {
             name="qwen3-vl-moe",
             model_type="qwen3_vl_moe",
             model_class="Qwen3VLMoeForConditionalGeneration",
+            moe=True,
             released="Qwen/Qwen3-VL-30B-A3B-Instruct",
         ),
-        Family(
-            name="qwen3.5",
-            model_type="qwen3_5",
-            model_class="Qwen3_5ForConditionalGeneration",
-            processor_class="Qwen3VLProcessor",
-            video_processor_class="Qwen3VLVideoProcessor",
-            vocab="qwen3.5",
-            special_tokens=QWEN3_5_SPECIAL_TOKENS,
-            skipped_special=(*SPECIAL_TOKENS[:N_SKIPPED_SPECIAL], *AUDIO_TOKENS),
-            chat_template=QWEN3_5_TEMPLATE,
-            # Our <reason> is the reasoning: the template's non-thinking mode, as its own switch gives it; and every
-            # earlier reply keeps the empty think block it was sampled after (see chat_template_for).
-            template_kwargs=(("enable_thinking", False), ("preserve_thinking", True)),
-            patch_size=16,
-            image_mean=HALF,
-            image_std=HALF,
-            hybrid=True,
-            released="Qwen/Qwen3.5-9B",
+        _QWEN3_5,
+        replace(
+            _QWEN3_5,
+            name="qwen3.5-moe",
+            model_type="qwen3_5_moe",
+            model_class="Qwen3_5MoeForConditionalGeneration",
+            moe=True,
+            released="Qwen/Qwen3.5-35B-A3B",
         ),
     )
 }

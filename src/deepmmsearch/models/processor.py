@@ -126,7 +126,9 @@ PROCESSORS: dict[str, type[_ImageOnly]] = {
         ImageOnlyQwen3_5Processor,
     )
 }
-PROCESSORS["qwen3-vl-moe"] = ImageOnlyQwen3VLProcessor  # the MoE models read text and images as the dense ones do
+# The MoE models read text and images as the dense ones do.
+PROCESSORS["qwen3-vl-moe"] = ImageOnlyQwen3VLProcessor
+PROCESSORS["qwen3.5-moe"] = ImageOnlyQwen3_5Processor
 
 
 def processor_class(family: str = DEFAULT_FAMILY) -> type[_ImageOnly]:

@@ -18,12 +18,12 @@ from deepmmsearch.policies.hf import HFConfig
 from deepmmsearch.policies.vllm import VLLMConfig
 from deepmmsearch.tools import ToolsConfig
 
-# Every linear layer of the language model's blocks (Qwen3.5's linear-attention ones too), and none of the vision
-# tower's (whose MLP shares the names gate_proj/up_proj/down_proj) nor the projector's: PEFT matches a string target
-# as a full-name regex.
+# Every linear layer of the language model's blocks (Qwen3.5's linear attention and shared expert too), and none
+# of the vision tower's (whose MLP shares the names gate_proj/up_proj/down_proj) nor the projector's: PEFT matches a
+# string target as a full-name regex.
 LANGUAGE_MODEL_LINEARS = (
     r".*language_model\.layers\.\d+\."
-    r"(self_attn\.(q|k|v|o)_proj|linear_attn\.(in_proj_(qkv|z|a|b)|out_proj)|mlp\.(gate|up|down)_proj)"
+    r"(self_attn\.(q|k|v|o)_proj|linear_attn\.(in_proj_(qkv|z|a|b)|out_proj)|mlp\.(shared_expert\.)?(gate|up|down)_proj)"
 )
 # A mixture-of-experts model's experts are fused weights (one tensor for all of a layer's experts), not linear layers:
 # PEFT adapts them as parameters, by these name endings.
