@@ -131,9 +131,10 @@ QWEN3_VL_TEMPLATE = r"""{%- if tools %}
 {%- endif %}
 """
 
-# Qwen3.5's chat_template (Qwen3.5-4B and larger ship it; the smaller ones' default to non-thinking). It strips every user and system text, keeps
-# reasoning only after the last user query (families.chat_template_for adds Qwen3.6's switch to keep it all), and
-# opens a <think> block in the generation prompt unless ``enable_thinking`` is false.
+# Qwen3.5's chat_template (Qwen3.5-4B and larger ship it; the smaller ones' defaults to non-thinking). It strips
+# every user and system text, keeps reasoning only after the last user query (families.chat_template_for adds
+# Qwen3.6's switch to keep it all), and opens a <think> block in the generation prompt unless ``enable_thinking`` is
+# false.
 QWEN3_5_TEMPLATE = r"""{%- set image_count = namespace(value=0) %}
 {%- set video_count = namespace(value=0) %}
 {%- macro render_content(content, do_vision_count, is_system_content=false) %}

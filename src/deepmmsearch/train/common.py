@@ -76,7 +76,7 @@ def trainable_model(
     if not path:
         raise ConfigError("no model to train: set model: in the config or pass --model DIR")
     full_weights = train_vision or (train_language_model and not lora.enabled)
-    # The Trainer moves it; under ZeRO-3 each process loads its shard.
+    # The Trainer places it; under ZeRO-3 each process loads its shard.
     model, processor = load_model(path, master_dtype(dtype, full_weights), partitioned=True)
     if max_pixels is not None:
         limit_image_size(processor, max_pixels)
