@@ -265,18 +265,18 @@ def trim_torn_tail(path: str | Path) -> None:
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> None:
     """Write records as JSON Lines (UTF-8, one object a line), replacing the file and creating its folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    _put_jsonl(path, records, "w")
 
 
 def append_jsonl(path: str | Path, records: Iterable[dict]) -> None:
     """Append records durably: each line is flushed and synced, so a crash loses at most the line in flight."""
+    _put_jsonl(path, records, "a")
+
+
+def _put_jsonl(path: str | Path, records: Iterable[dict], mode: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as f:
+    with path.open(mode, encoding="utf-8") as f:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
         f.flush()

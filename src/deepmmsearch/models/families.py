@@ -77,12 +77,12 @@ _QWEN3_VL = Family(
     released="Qwen/Qwen3-VL-8B-Instruct",
 )
 
-_QWEN3_5 = Family(
+# Qwen3.5 reads images as Qwen3-VL does (its processor, patches and normalization), with its own vocabulary.
+_QWEN3_5 = replace(
+    _QWEN3_VL,
     name="qwen3.5",
     model_type="qwen3_5",
     model_class="Qwen3_5ForConditionalGeneration",
-    processor_class="Qwen3VLProcessor",
-    video_processor_class="Qwen3VLVideoProcessor",
     vocab="qwen3.5",
     special_tokens=QWEN3_5_SPECIAL_TOKENS,
     skipped_special=(*SPECIAL_TOKENS[:N_SKIPPED_SPECIAL], *AUDIO_TOKENS),
@@ -90,9 +90,6 @@ _QWEN3_5 = Family(
     # Our <reason> is the reasoning: the template's non-thinking mode, as its own switch gives it; and every
     # earlier reply keeps the empty think block it was sampled after (see chat_template_for).
     template_kwargs=(("enable_thinking", False), ("preserve_thinking", True)),
-    patch_size=16,
-    image_mean=HALF,
-    image_std=HALF,
     hybrid=True,
     released="Qwen/Qwen3.5-9B",
 )
