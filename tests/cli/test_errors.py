@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
         (["demo", "--out", "{file}"], "File exists"),
         (["eval", "--questions", "{png}", "--model", "oracle", "--out", "{dir}/e"], "not UTF-8 text"),
         (["train", "grpo", "--model", "x", "--questions", "{png}", "--out", "{dir}/g"], "not UTF-8 text"),
+        (["ask", "{png}", "How tall is it?", "--model", "hf:{dir}/missing"], "no model folder at"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, args, fragment):

@@ -245,6 +245,8 @@ def model_family(path: str | Path) -> Family:
     """The family of the model at ``path`` (a folder or hub id), from its config's ``model_type``."""
     from transformers import AutoConfig
 
+    if str(path).startswith(("/", ".", "~")) and not Path(path).expanduser().is_dir():
+        raise ConfigError(f"no model folder at {path}")  # a hub id never starts so: say what is missing
     try:
         config = AutoConfig.from_pretrained(str(path))
     except (OSError, ValueError) as e:
